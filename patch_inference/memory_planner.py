@@ -1,0 +1,113 @@
+"""Static arena planning over tensor lifetimes.
+
+A buffer lives over an inclusive interval of schedule steps. Two buffers whose intervals meet
+must not overlap in memory. The planner tries several placement orders with first-fit and
+best-fit (TFLM's greedy planner is first-fit by decreasing size, one of them) and keeps the
+smallest arena. The lower bound is the largest total of bytes live at one step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ALIGN = 4
+
+
+def align(n: int, a: int = ALIGN) -> int:
+    return (n + a - 1) // a * a
+
+
+@dataclass(frozen=True)
+class Buffer:
+    name: str
+    size: int
+    first: int
+    last: int
+
+    def meets(self, other: "Buffer") -> bool:
+        return self.first <= other.last and other.first <= self.last
+
+
+@dataclass
+class MemoryPlan:
+    offsets: dict[str, int]
+    arena_bytes: int
+    lower_bound_bytes: int
+    strategy: str
+
+
+def lower_bound(buffers: list[Buffer]) -> int:
+    if not buffers:
+        return 0
+    steps = range(min(b.first for b in buffers), max(b.last for b in buffers) + 1)
+    return max(sum(align(b.size) for b in buffers if b.first <= s <= b.last) for s in steps)
+
+
+def _place(order: list[Buffer], best_fit: bool) -> dict[str, int]:
+    placed: list[tuple[int, int, Buffer]] = []  # (offset, end, buffer)
+    offsets = {}
+    for buf in order:
+        size = align(buf.size)
+        busy = sorted((o, e) for o, e, other in placed if other.meets(buf))
+        candidates, cursor = [], 0
+        for start, end in busy:
+            if start - cursor >= size:
+                candidates.append((start - cursor, cursor))
+            cursor = max(cursor, end)
+        if best_fit and candidates:
+            offset = min(candidates)[1]
+        elif candidates:
+            offset = candidates[0][1]
+        else:
+            offset = cursor
+        offsets[buf.name] = offset
+        placed.append((offset, offset + size, buf))
+    return offsets
+
+
+ORDERS = {
+    "size": lambda b: (-b.size, b.first),
+    "first_use": lambda b: (b.first, -b.size),
+    "lifetime": lambda b: (-(b.last - b.first), -b.size),
+    "area": lambda b: (-b.size * (b.last - b.first + 1), b.first),
+}
+
+
+def plan_memory(buffers: list[Buffer]) -> MemoryPlan:
+    bound = lower_bound(buffers)
+    best = None
+    for name, key in ORDERS.items():
+        for best_fit in (False, True):
+            offsets = _place(sorted(buffers, key=key), best_fit)
+            total = max((offsets[b.name] + align(b.size) for b in buffers), default=0)
+            if best is None or total < best.arena_bytes:
+                best = MemoryPlan(offsets, total, bound, f"{name}/{'best' if best_fit else 'first'}-fit")
+            if total == bound:
+                return best
+    return best
+
+
+def check_no_overlap(plan: MemoryPlan, buffers: list[Buffer]) -> None:
+    """Raise if two buffers live at the same time share bytes (used by tests and as a guard)."""
+    for i, a in enumerate(buffers):
+        for b in buffers[i + 1:]:
+            if a.meets(b):
+                a0, b0 = plan.offsets[a.name], plan.offsets[b.name]
+                if a0 < b0 + b.size and b0 < a0 + a.size:
+                    raise AssertionError(f"buffers {a.name} and {b.name} overlap")
+
+
+def graph_buffers(graph) -> list[Buffer]:
+    """Lifetimes of a layer-by-layer schedule: step 0 copies the inputs in, op i runs at step
+    i + 1, step len(ops) + 1 copies the outputs out."""
+    first, last = {}, {}
+    for name in graph.inputs:
+        first[name] = last[name] = 0
+    for index, op in enumerate(graph.ops, start=1):
+        for name in op.inputs:
+            if name in first:
+                last[name] = index
+        for name in op.outputs:
+            first[name] = last[name] = index
+    for name in graph.outputs:
+        last[name] = len(graph.ops) + 1
+    return [Buffer(n, graph.tensors[n].nbytes, first[n], last[n]) for n in first]

@@ -1,0 +1,1 @@
+"""Targets: the registry, the C emitter, builds and runs (host and emulators)."""

@@ -1,0 +1,269 @@
+"""IR + memory plan -> a self-contained C99 project rendered from templates/."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import jinja2
+import numpy as np
+
+from toolchain.ir import Graph, Op
+from toolchain.lowering import lower
+
+CTYPES = {"int8": "int8_t", "uint8": "uint8_t", "int16": "int16_t", "int32": "int32_t",
+          "float32": "float"}
+
+
+def template_env() -> jinja2.Environment:
+    root = resources.files("templates")
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(root)), undefined=jinja2.StrictUndefined,
+                              keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
+
+
+@dataclass
+class ConstArray:
+    symbol: str
+    ctype: str
+    values: np.ndarray
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.values.size * self.values.itemsize)
+
+
+@dataclass
+class OpCall:
+    kind: str
+    struct: str | None = None
+    params: dict = field(default_factory=dict)
+    args: list[str] = field(default_factory=list)
+    comment: str = ""
+
+
+def c_init(value) -> str:
+    """A C initializer for a scalar, tuple (array field) or pre-rendered string."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (tuple, list)):
+        return "{" + ", ".join(c_init(v) for v in value) + "}"
+    if isinstance(value, float):
+        return float(value).hex()
+    return str(int(value))
+
+
+class Emitter:
+    def __init__(self, graph: Graph, offsets: dict[str, int], prefix: str):
+        self.graph, self.offsets, self.prefix = graph, offsets, prefix
+        self.consts: list[ConstArray] = []
+        self.const_symbols: dict[str, str] = {}
+
+    def tensor_ref(self, name: str) -> str:
+        t = self.graph.tensors[name]
+        if t.is_const:
+            return self.const(name)
+        return f"({CTYPES[t.dtype]} *)(arena + {self.offsets[name]})"
+
+    def const(self, name: str) -> str:
+        if name not in self.const_symbols:
+            t = self.graph.tensors[name]
+            symbol = f"{self.prefix}_const{len(self.consts)}"
+            self.consts.append(ConstArray(symbol, CTYPES[t.dtype], t.data.reshape(-1)))
+            self.const_symbols[name] = symbol
+        return self.const_symbols[name]
+
+    def array(self, ctype: str, values) -> str:
+        symbol = f"{self.prefix}_const{len(self.consts)}"
+        self.consts.append(ConstArray(symbol, ctype, np.asarray(values).reshape(-1)))
+        return symbol
+
+    def bias_ref(self, op: Op) -> str:
+        return self.const(op.inputs[2]) if len(op.inputs) > 2 else "NULL"
+
+    def emit(self, op: Op) -> OpCall:
+        p = lower(self.graph, op)
+        call = getattr(self, f"emit_{op.kind}")(op, p)
+        call.comment = f"{op.name or op.kind}"
+        return call
+
+    def _io(self, op):
+        return [self.tensor_ref(n) for n in op.inputs[:1]], self.tensor_ref(op.outputs[0])
+
+    def _spatial_params(self, p, op, depth_multiplier=1):
+        n, ih, iw, ic = p["in_shape"]
+        _, oh, ow, oc = p["out_shape"]
+        return {"batches": n, "in_h": ih, "in_w": iw, "in_c": ic, "out_h": oh, "out_w": ow,
+                "out_c": oc, "k_h": p["filter"][0], "k_w": p["filter"][1],
+                "stride_h": p["stride"][0], "stride_w": p["stride"][1],
+                "dil_h": p["dilation"][0], "dil_w": p["dilation"][1],
+                "pad_t": p["pad"][0], "pad_l": p["pad"][1], "depth_multiplier": depth_multiplier,
+                "in_offset": p.get("input_offset", 0), "out_offset": p.get("output_offset", 0),
+                "act_min": p["act"][0], "act_max": p["act"][1]}
+
+    def _conv_like(self, op, p, depth_multiplier):
+        (x,), y = self._io(op)
+        args = [x, self.const(op.inputs[1]), self.bias_ref(op), self.array("int32_t", p["multiplier"]),
+                self.array("int32_t", p["shift"]), y]
+        return OpCall(op.kind, "tdk_spatial_params_t", self._spatial_params(p, op, depth_multiplier), args)
+
+    def emit_conv2d(self, op, p):
+        return self._conv_like(op, p, 1)
+
+    def emit_depthwise_conv2d(self, op, p):
+        return self._conv_like(op, p, p["depth_multiplier"])
+
+    def emit_fully_connected(self, op, p):
+        (x,), y = self._io(op)
+        params = {k: p[k] for k in ("batches", "depth", "units")}
+        params.update(per_channel=int(len(p["multiplier"]) > 1), in_offset=p["input_offset"],
+                      filter_offset=p["filter_offset"], out_offset=p["output_offset"],
+                      act_min=p["act"][0], act_max=p["act"][1])
+        args = [x, self.const(op.inputs[1]), self.bias_ref(op), self.array("int32_t", p["multiplier"]),
+                self.array("int32_t", p["shift"]), y]
+        return OpCall(op.kind, "tdk_fc_params_t", params, args)
+
+    def _binary(self, op, p):
+        params = {"out_shape": p["out_shape"], "a_strides": p["a_strides"], "b_strides": p["b_strides"],
+                  "a_offset": p["a_offset"], "b_offset": p["b_offset"], "out_offset": p["output_offset"],
+                  "left_shift": p.get("left_shift", 0), "a_multiplier": p.get("a_multiplier", 0),
+                  "a_shift": p.get("a_shift", 0), "b_multiplier": p.get("b_multiplier", 0),
+                  "b_shift": p.get("b_shift", 0), "multiplier": p["multiplier"], "shift": p["shift"],
+                  "act_min": p["act"][0], "act_max": p["act"][1]}
+        args = [self.tensor_ref(op.inputs[0]), self.tensor_ref(op.inputs[1]), self.tensor_ref(op.outputs[0])]
+        return OpCall(op.kind, "tdk_binary_params_t", params, args)
+
+    emit_add = _binary
+    emit_mul = _binary
+
+    def _pool(self, op, p):
+        (x,), y = self._io(op)
+        return OpCall(op.kind, "tdk_spatial_params_t", self._spatial_params(p, op), [x, y])
+
+    emit_avg_pool2d = _pool
+    emit_max_pool2d = _pool
+
+    def emit_mean(self, op, p):
+        (x,), y = self._io(op)
+        params = {"in_shape": p["in_shape"], "reduce": p["reduce"], "count": p["count"],
+                  "in_zero_point": p["input_zero_point"], "out_offset": p["output_offset"],
+                  "multiplier": p["multiplier"], "shift": p["shift"]}
+        return OpCall(op.kind, "tdk_mean_params_t", params, [x, y])
+
+    def emit_pad(self, op, p):
+        (x,), y = self._io(op)
+        return OpCall(op.kind, "tdk_pad_params_t", dict(p), [x, y])
+
+    def emit_reshape(self, op, p):
+        (x,), y = self._io(op)
+        return OpCall(op.kind, None, {}, [x, y, str(p["bytes"])])
+
+    def emit_transpose(self, op, p):
+        (x,), y = self._io(op)
+        return OpCall(op.kind, "tdk_transpose_params_t", dict(p), [x, y])
+
+    def emit_concat(self, op, p):
+        chunks = self.array("int32_t", p["chunk_bytes"])
+        params = {"outer": p["outer"], "n_inputs": len(op.inputs), "chunk_bytes": chunks}
+        ins = "(const void *const[]){" + ", ".join(self.tensor_ref(n) for n in op.inputs) + "}"
+        return OpCall(op.kind, "tdk_concat_params_t", params, [ins, self.tensor_ref(op.outputs[0])])
+
+    def emit_softmax(self, op, p):
+        (x,), y = self._io(op)
+        return OpCall(op.kind, "tdk_softmax_params_t", dict(p), [x, y])
+
+    def _elementwise(self, op, p, kernel=None):
+        (x,), y = self._io(op)
+        act = p.get("act", (-128, 127))
+        params = {"count": p["count"], "in_zero_point": p.get("input_zero_point", 0),
+                  "zero_point": p.get("zero_point", p.get("output_offset", 0)),
+                  "multiplier": p.get("multiplier", 0), "shift": p.get("shift", 0),
+                  "act_min": act[0], "act_max": act[1],
+                  "scale": float(np.float32(p.get("scale", 0.0))), "dscale": float(p.get("scale", 0.0))}
+        return OpCall(kernel or op.kind, "tdk_elementwise_params_t", params, [x, y])
+
+    def emit_quantize(self, op, p):
+        source = self.graph.tensors[op.inputs[0]].dtype
+        return self._elementwise(op, p, "quantize" if source == "float32" else "requantize")
+
+    emit_dequantize = _elementwise
+    emit_relu = _elementwise
+    emit_relu6 = _elementwise
+
+
+PROTOTYPES = {
+    "conv2d": "void tdk_conv2d(const tdk_spatial_params_t *p, const int8_t *in, const int8_t *w, const int32_t *bias, const int32_t *mult, const int32_t *shift, int8_t *out);",
+    "depthwise_conv2d": "void tdk_depthwise_conv2d(const tdk_spatial_params_t *p, const int8_t *in, const int8_t *w, const int32_t *bias, const int32_t *mult, const int32_t *shift, int8_t *out);",
+    "fully_connected": "void tdk_fully_connected(const tdk_fc_params_t *p, const int8_t *in, const int8_t *w, const int32_t *bias, const int32_t *mult, const int32_t *shift, int8_t *out);",
+    "add": "void tdk_add(const tdk_binary_params_t *p, const int8_t *a, const int8_t *b, int8_t *out);",
+    "mul": "void tdk_mul(const tdk_binary_params_t *p, const int8_t *a, const int8_t *b, int8_t *out);",
+    "avg_pool2d": "void tdk_avg_pool2d(const tdk_spatial_params_t *p, const int8_t *in, int8_t *out);",
+    "max_pool2d": "void tdk_max_pool2d(const tdk_spatial_params_t *p, const int8_t *in, int8_t *out);",
+    "mean": "void tdk_mean(const tdk_mean_params_t *p, const int8_t *in, int8_t *out);",
+    "pad": "void tdk_pad(const tdk_pad_params_t *p, const int8_t *in, int8_t *out);",
+    "reshape": "void tdk_reshape(const void *in, void *out, size_t bytes);",
+    "transpose": "void tdk_transpose(const tdk_transpose_params_t *p, const void *in, void *out);",
+    "concat": "void tdk_concat(const tdk_concat_params_t *p, const void *const *ins, void *out);",
+    "softmax": "void tdk_softmax(const tdk_softmax_params_t *p, const int8_t *in, int8_t *out);",
+    "quantize": "void tdk_quantize(const tdk_elementwise_params_t *p, const float *in, int8_t *out);\nvoid tdk_requantize(const tdk_elementwise_params_t *p, const int8_t *in, int8_t *out);",
+    "dequantize": "void tdk_dequantize(const tdk_elementwise_params_t *p, const int8_t *in, float *out);",
+    "relu": "void tdk_relu(const tdk_elementwise_params_t *p, const int8_t *in, int8_t *out);",
+    "relu6": "void tdk_relu6(const tdk_elementwise_params_t *p, const int8_t *in, int8_t *out);",
+}
+TEMPLATE_OF_KERNEL = {"requantize": "quantize"}
+
+
+def boundary(graph: Graph, names: list[str]) -> dict:
+    """Type, element count, byte size and (when quantized) scale/zero point of the I/O buffer."""
+    tensors = [graph.tensors[n] for n in names]
+    dtypes = {t.dtype for t in tensors}
+    if len(dtypes) != 1:
+        raise ValueError("all graph inputs (outputs) must share one dtype")
+    first = tensors[0]
+    return {"ctype": CTYPES[first.dtype], "elems": sum(t.size for t in tensors),
+            "bytes": sum(t.nbytes for t in tensors),
+            "scale": first.scale() if first.quant is not None else None,
+            "zero_point": first.zero_point() if first.quant is not None else None,
+            "parts": [(graph.tensors[n].nbytes) for n in names]}
+
+
+def c_array_body(values: np.ndarray, ctype: str) -> str:
+    if ctype == "float":
+        items = [float(np.float32(v)).hex() + "f" for v in values]
+    else:
+        items = [str(int(v)) for v in values]
+    lines = [", ".join(items[i:i + 16]) for i in range(0, len(items), 16)]
+    return ",\n  ".join(lines)
+
+
+def emit_c_project(graph: Graph, offsets: dict[str, int], arena_bytes: int, out_dir: Path,
+                   test_inputs: list[np.ndarray], prefix: str = "model") -> dict:
+    """Write the C project into out_dir; returns facts for the report (weights bytes, kinds)."""
+    emitter = Emitter(graph, offsets, prefix)
+    calls = [emitter.emit(op) for op in graph.ops]
+    kernels = sorted({TEMPLATE_OF_KERNEL.get(c.kind, c.kind) for c in calls})
+    env = template_env()
+    io = {"input": boundary(graph, graph.inputs), "output": boundary(graph, graph.outputs)}
+    inputs_at = [offsets[n] for n in graph.inputs]
+    outputs_at = [offsets[n] for n in graph.outputs]
+    ctx = dict(prefix=prefix, PREFIX=prefix.upper(), calls=calls, consts=emitter.consts, io=io,
+               arena_bytes=arena_bytes, kinds=kernels, prototypes=PROTOTYPES, c_init=c_init,
+               c_array_body=c_array_body, inputs_at=inputs_at, outputs_at=outputs_at,
+               test_inputs=[c_array_body(np.asarray(x).reshape(-1), io["input"]["ctype"]) for x in test_inputs])
+    files = {"model.h": "model.h.j2", "model.c": "model.c.j2", "model_weights.c": "model_weights.c.j2",
+             "kernels/tdk_kernels.h": "kernels/tdk_kernels.h.j2", "harness/main.c": "harness/main.c.j2",
+             "harness/test_inputs.c": "harness/test_inputs.c.j2", "Makefile": "Makefile.j2"}
+    files.update({f"kernels/{k}.c": f"kernels/{k}.c.j2" for k in kernels})
+    for rel, template in files.items():
+        path = out_dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(env.get_template(template).render(**ctx))
+    return {"weights_bytes": sum(c.nbytes for c in emitter.consts), "kernels": kernels}
+
+
+def write_test_inputs(c_dir: Path, test_inputs: list[np.ndarray], ctype: str, prefix: str = "model") -> None:
+    """Replace the compiled-in test vectors of an emitted project (used by verify --inputs)."""
+    env = template_env()
+    body = [c_array_body(np.asarray(x).reshape(-1), ctype) for x in test_inputs]
+    (c_dir / "harness" / "test_inputs.c").write_text(
+        env.get_template("harness/test_inputs.c.j2").render(prefix=prefix, PREFIX=prefix.upper(),
+                                                           test_inputs=body))

@@ -1,0 +1,1 @@
+"""tinydeploy's spine: the IR, importers, reference executor, pipeline, report and verify."""

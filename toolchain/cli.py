@@ -1,0 +1,147 @@
+"""The `tinydeploy` command: a thin click shell over toolchain.pipeline.
+
+Every failure a user can cause ends as one line on stderr and exit code 2.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from .errors import UserError
+
+console = Console()
+
+
+def _fail(message: str, code: int = 2):
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+class Group(click.Group):
+    """Turns UserError (and anything unexpected) into one line and an exit code."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            _fail(str(exc))
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+        except Exception as exc:  # a bug of ours: still one line, traceback on request
+            if os.environ.get("TINYDEPLOY_DEBUG"):
+                raise
+            _fail(f"internal error: {type(exc).__name__}: {exc} (set TINYDEPLOY_DEBUG=1 for details)", 1)
+
+
+@click.group(cls=Group)
+@click.version_option(package_name="tinydeploy")
+def main():
+    """tinydeploy: trained model -> C for microcontrollers, verified bit-exact."""
+
+
+def _progress():
+    status = console.status("working")
+    status.start()
+
+    def step(message: str):
+        status.update(message)
+    step.stop = status.stop
+    return step
+
+
+@main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--target", "-t", default="host", show_default=True, help="Target core or board (see `tinydeploy targets`).")
+@click.option("-o", "--output", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Output folder (default: out/<model name>).")
+@click.option("--io", "io", type=click.Choice(["model", "int8"]), default="model", show_default=True,
+              help="C API boundary type: the model's own, or int8 (strips a float QUANTIZE/DEQUANTIZE boundary).")
+@click.option("--prefix", default="model", show_default=True, help="C symbol prefix.")
+def convert(model, target, out_dir, io, prefix):
+    """Convert MODEL into a C project (and TFLite artifacts) in an output folder."""
+    from .pipeline import convert as run_convert
+    if not prefix.isidentifier():
+        raise UserError(f"--prefix '{prefix}' is not a C identifier")
+    out_dir = out_dir or Path("out") / model.stem
+    step = _progress()
+    try:
+        step(f"converting {model}")
+        report = run_convert(model, target, out_dir, io=io, prefix=prefix)
+    finally:
+        step.stop()
+    mem = report["memory"]
+    click.echo(f"wrote {out_dir}: {len(report['layers'])} ops, {report['compute']['macs']:,} MACs, "
+               f"arena {mem['arena_bytes']:,} B (lower bound {mem['lower_bound_bytes']:,} B), "
+               f"weights {mem['weights_bytes']:,} B")
+
+
+@main.command()
+@click.argument("out_dir", type=click.Path(path_type=Path))
+@click.option("--target", "-t", default=None, help="Target to build and run for (default: the convert target).")
+@click.option("--inputs", "inputs", type=click.Path(path_type=Path), default=None,
+              help=".npy of N inputs in the model's input dtype and shape (default: the compiled-in ones).")
+@click.option("--extra-cflags", default="", help="Extra C compiler flags for this build.")
+def verify(out_dir, target, inputs, extra_cflags):
+    """Build OUT_DIR's C project, run it, and compare every output byte with the reference."""
+    from .pipeline import verify as run_verify
+    step = _progress()
+    try:
+        report = run_verify(out_dir, target, inputs, extra_cflags, progress=step)
+    finally:
+        step.stop()
+    v, mem = report["verification"], report["memory"]
+    tflm = {True: "yes", False: "NO", None: "not available"}[v["tflm_bit_exact"]]
+    click.echo(f"{report['target']}: {v['inputs']} inputs, bit-exact with reference: "
+               f"{'yes' if v['bit_exact'] else 'NO'}, with TFLM: {tflm}; arena {mem['arena_bytes']:,} B, "
+               f"stack {mem['stack_bytes']:,} B, peak SRAM {mem['peak_sram_bytes']:,} B")
+    if v["instructions_per_inference"]:
+        click.echo(f"instructions per inference: {v['instructions_per_inference']:,}")
+    if not v["bit_exact"] or v["tflm_bit_exact"] is False:
+        _fail(f"outputs differ on inputs {v['mismatched_inputs'] or v.get('tflm_mismatched_inputs')}", 1)
+
+
+@main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--io", "io", type=click.Choice(["model", "int8"]), default="model", show_default=True)
+def inspect(model, io):
+    """Per-layer table: op, shapes, params, MACs, live bytes."""
+    from patch_inference.memory_planner import graph_buffers, plan_memory
+    from .analysis import layer_table
+    from .pipeline import prepare_graph
+    graph = prepare_graph(model, io)
+    buffers = graph_buffers(graph)
+    rows = layer_table(graph, buffers)
+    table = Table(title=f"{model.name}: {len(rows)} ops")
+    for col in ("#", "op", "inputs", "output", "params", "MACs", "live bytes"):
+        table.add_column(col, justify="right" if col in ("#", "params", "MACs", "live bytes") else "left")
+    for r in rows:
+        table.add_row(str(r["index"]), r["op"], " ".join("x".join(map(str, s)) for s in r["inputs"]),
+                      "x".join(map(str, r["output"])), f"{r['params']:,}", f"{r['macs']:,}", f"{r['live_bytes']:,}")
+    console.print(table)
+    plan = plan_memory(buffers)
+    console.print(f"total: {sum(r['macs'] for r in rows):,} MACs, {sum(r['params'] for r in rows):,} params; "
+                  f"arena {plan.arena_bytes:,} B (lower bound {plan.lower_bound_bytes:,} B)")
+
+
+@main.command()
+def targets():
+    """The target registry: ISA, SRAM, flash, emulator."""
+    from targets.registry import TARGETS
+    table = Table(title="targets")
+    for col in ("name", "isa", "sram", "flash", "emulator", "description"):
+        table.add_column(col)
+    for t in TARGETS.values():
+        table.add_row(t.name, t.isa, f"{t.sram_bytes:,}" if t.sram_bytes else "-",
+                      f"{t.flash_bytes:,}" if t.flash_bytes else "-", t.emulator, t.description)
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()

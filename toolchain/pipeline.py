@@ -1,0 +1,236 @@
+"""The whole job as plain functions: convert (import -> plan -> emit) and verify (build -> run ->
+compare). The CLI is a thin shell over these."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from patch_inference.memory_planner import check_no_overlap, graph_buffers, plan_memory
+from targets import build as target_build
+from targets.c_emitter import boundary, emit_c_project, write_test_inputs
+from targets.registry import get_target
+
+from . import report as report_mod
+from . import tflm
+from .analysis import layer_table, op_macs
+from .errors import UserError
+from .importers import load_model
+from .ir import Graph
+from .passes import strip_float_io
+from .reference import run_reference
+
+SETTINGS_FILE = "convert.json"
+DEFAULT_TEST_INPUTS = 20
+MODEL_FILE = "tflite/model_int8.tflite"
+
+
+def prepare_graph(model_path: Path, io: str) -> Graph:
+    graph = load_model(model_path)
+    return strip_float_io(graph) if io == "int8" else graph
+
+
+def random_inputs(graph: Graph, count: int, seed: int = 0) -> list[np.ndarray]:
+    """Random inputs covering each input's whole quantized range (float inputs: the range the
+    first QUANTIZE maps onto int8)."""
+    rng = np.random.default_rng(seed)
+    batches = []
+    for _ in range(count):
+        parts = []
+        for name in graph.inputs:
+            t = graph.tensors[name]
+            if t.dtype == "float32":
+                q = next((graph.tensors[op.outputs[0]] for op in graph.ops
+                          if op.inputs[:1] == [name] and op.kind == "quantize"), None)
+                lo, hi = ((-128 - q.zero_point()) * q.scale(), (127 - q.zero_point()) * q.scale()) if q else (-1, 1)
+                parts.append(rng.uniform(lo, hi, size=t.shape).astype(np.float32))
+            else:
+                info = np.iinfo(t.dtype)
+                parts.append(rng.integers(info.min, info.max + 1, size=t.shape, dtype=t.dtype))
+        batches.append(np.concatenate([p.reshape(-1) for p in parts]))
+    return batches
+
+
+def split_feeds(graph: Graph, flat: np.ndarray) -> list[np.ndarray]:
+    feeds, pos = [], 0
+    for name in graph.inputs:
+        t = graph.tensors[name]
+        feeds.append(flat[pos:pos + t.size].reshape(t.shape).astype(t.dtype))
+        pos += t.size
+    return feeds
+
+
+def convert(model_path: str | Path, target: str, out_dir: str | Path, io: str = "model",
+            prefix: str = "model", progress=None) -> dict:
+    model_path, out_dir = Path(model_path), Path(out_dir)
+    get_target(target)
+    graph = prepare_graph(model_path, io)
+    buffers = graph_buffers(graph)
+    plan = plan_memory(buffers)
+    check_no_overlap(plan, buffers)
+    inputs = random_inputs(graph, DEFAULT_TEST_INPUTS)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        facts = emit_c_project(graph, plan.offsets, plan.arena_bytes, tmp / "c", inputs, prefix)
+        np.save(tmp / "c" / "harness" / "test_inputs.npy", np.stack(inputs))
+        (tmp / "tflite").mkdir()
+        shutil.copyfile(model_path, tmp / MODEL_FILE)
+        settings = {"source": model_path.name, "io": io, "prefix": prefix, "target": target}
+        (tmp / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
+        report = build_report(graph, buffers, plan, facts, target, settings)
+        report_mod.write(tmp, report)
+        _replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return report
+
+
+def _replace_dir(tmp: Path, out_dir: Path) -> None:
+    """Atomic as far as the file system allows: the old folder goes only once the new is whole."""
+    if out_dir.exists():
+        old = out_dir.with_name(f".{out_dir.name}.old.{os.getpid()}")
+        out_dir.rename(old)
+        tmp.rename(out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(out_dir)
+
+
+def build_report(graph, buffers, plan, facts, target, settings) -> dict:
+    macs = sum(op_macs(graph, op) for op in graph.ops)
+    io_in, io_out = boundary(graph, graph.inputs), boundary(graph, graph.outputs)
+    return {
+        "target": target,
+        "model": settings["source"],
+        "io": {"input": {k: io_in[k] for k in ("ctype", "elems", "bytes", "scale", "zero_point")},
+               "output": {k: io_out[k] for k in ("ctype", "elems", "bytes", "scale", "zero_point")}},
+        "memory": {
+            "arena_bytes": plan.arena_bytes, "lower_bound_bytes": plan.lower_bound_bytes,
+            "weights_bytes": facts["weights_bytes"], "output_buffer_bytes": io_out["bytes"],
+            "stack_bytes": None, "flash_bytes": None,
+            "peak_sram_bytes": None,
+            "peak_sram_note": "arena (input and output tensors included) + caller's output buffer "
+                              "+ stack high-water mark; filled in by verify",
+        },
+        "compute": {"macs": macs, "executed_macs": macs, "bitops": macs * 64},
+        "plan": {"patch": "none", "memory_strategy": plan.strategy,
+                 "offsets": {n: plan.offsets[n] for n in sorted(plan.offsets)},
+                 "live_bytes": [b.size for b in buffers]},
+        "layers": layer_table(graph, buffers),
+        "kernels": facts["kernels"],
+        "verification": None,
+    }
+
+
+def load_inputs(path: Path, graph: Graph, io_ctype: str) -> list[np.ndarray]:
+    try:
+        data = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise UserError(f"{path}: cannot read as .npy ({type(exc).__name__})") from None
+    if isinstance(data, np.lib.npyio.NpzFile):
+        raise UserError(f"{path}: expected a .npy array, got an .npz archive")
+    want_dtype = {"int8_t": np.int8, "float": np.float32, "uint8_t": np.uint8}[io_ctype]
+    if data.dtype != want_dtype:
+        raise UserError(f"{path}: inputs have dtype {data.dtype}, the model takes {np.dtype(want_dtype)}")
+    per_input = sum(graph.tensors[n].size for n in graph.inputs)
+    shape = graph.tensors[graph.inputs[0]].shape
+    if data.size % per_input != 0 or data.size == 0:
+        raise UserError(f"{path}: shape {list(data.shape)} does not hold whole inputs of "
+                        f"{per_input} values (model input shape {list(shape)})")
+    return list(data.reshape(-1, per_input))
+
+
+def verify(out_dir: str | Path, target: str | None = None, inputs_path: str | Path | None = None,
+           extra_cflags: str = "", progress=None) -> dict:
+    out_dir = Path(out_dir)
+    settings_path = out_dir / SETTINGS_FILE
+    if not settings_path.exists():
+        raise UserError(f"{out_dir}: not a tinydeploy output folder (no {SETTINGS_FILE}); run convert first")
+    settings = json.loads(settings_path.read_text())
+    target = target or settings["target"]
+    get_target(target)
+    graph = prepare_graph(out_dir / MODEL_FILE, settings["io"])
+    io_in = boundary(graph, graph.inputs)
+    c_dir = out_dir / "c"
+    if inputs_path is not None:
+        inputs = load_inputs(Path(inputs_path), graph, io_in["ctype"])
+        write_test_inputs(c_dir, inputs, io_in["ctype"], settings["prefix"])
+        np.save(c_dir / "harness" / "test_inputs.npy", np.stack(inputs))
+    else:
+        inputs = list(np.load(c_dir / "harness" / "test_inputs.npy"))
+    step = progress or (lambda message: None)
+    step(f"building for {target}")
+    elf = target_build.build(c_dir, target, out_dir / "build" / target, extra_cflags)
+    step(f"running {len(inputs)} inputs on {target}")
+    result = target_build.run(target, elf)
+    step("comparing with the reference executor")
+    expected = [_output_bytes(run_reference(graph, split_feeds(graph, x))) for x in inputs]
+    mismatches = [i for i, e in enumerate(expected) if result.outputs.get(i) != e]
+    verification = {"inputs": len(inputs), "bit_exact": not mismatches and len(result.outputs) == len(inputs),
+                    "mismatched_inputs": mismatches, "reference": "tinydeploy integer reference (numpy)",
+                    "instructions_per_inference": None}
+    if tflm.available():
+        step("comparing with TensorFlow Lite Micro")
+        tflm_bytes = _tflm_outputs(out_dir / MODEL_FILE, graph, settings["io"], inputs)
+        tflm_bad = [i for i, e in enumerate(tflm_bytes) if result.outputs.get(i) != e]
+        verification["tflm_bit_exact"] = not tflm_bad
+        verification["tflm_mismatched_inputs"] = tflm_bad
+        verification["reference"] += " + TensorFlow Lite Micro"
+    else:
+        verification["tflm_bit_exact"] = None
+    report = report_mod.read(out_dir)
+    mem = report["memory"]
+    mem["stack_bytes"] = result.stack_bytes
+    mem["peak_sram_bytes"] = mem["arena_bytes"] + mem["output_buffer_bytes"] + (result.stack_bytes or 0)
+    report["target"] = target
+    report["verification"] = verification
+    report["predictions"] = [_prediction(result.outputs.get(i), graph) for i in range(len(inputs))]
+    report_mod.write(out_dir, report)
+    return report
+
+
+def _output_bytes(outputs: list[np.ndarray]) -> bytes:
+    return b"".join(np.ascontiguousarray(o).tobytes() for o in outputs)
+
+
+def _prediction(raw: bytes | None, graph: Graph):
+    if raw is None:
+        return None
+    t = graph.tensors[graph.outputs[0]]
+    values = np.frombuffer(raw[:t.nbytes], dtype=t.dtype)
+    return int(np.argmax(values)) if values.size > 1 else float(values[0])
+
+
+def _tflm_outputs(model_file: Path, graph: Graph, io: str, inputs) -> list[bytes]:
+    """Run the original model in TFLM; with --io int8 map our int8 boundary onto its float one
+    (dequantize in, quantize out: exact for int8 values)."""
+    original = load_model(model_file)
+    model_bytes = model_file.read_bytes()
+    feeds = []
+    for x in inputs:
+        parts = split_feeds(graph, x)
+        converted = []
+        for name, orig_name, part in zip(graph.inputs, original.inputs, parts):
+            if original.tensors[orig_name].dtype == "float32" and graph.tensors[name].dtype == "int8":
+                t = graph.tensors[name]
+                part = (np.float32(t.scale()) * (part.astype(np.float32) - np.float32(t.zero_point()))).astype(np.float32)
+            converted.append(part)
+        feeds.append(converted)
+    results = tflm.run_tflm(model_bytes, feeds, len(original.outputs))
+    out = []
+    for outs in results:
+        mapped = []
+        for name, orig_name, o in zip(graph.outputs, original.outputs, outs):
+            t = graph.tensors[name]
+            if original.tensors[orig_name].dtype == "float32" and t.dtype == "int8":
+                q = np.round(o.astype(np.float64) / np.float64(t.scale())) + t.zero_point()
+                o = np.clip(q, -128, 127).astype(np.int8)
+            mapped.append(o.reshape(t.shape).astype(t.dtype))
+        out.append(_output_bytes(mapped))
+    return out
