@@ -8,6 +8,7 @@ from pathlib import Path
 import jinja2
 import numpy as np
 
+from patch_inference.receptive_field import SPATIAL_KINDS
 from toolchain.ir import Graph, Op
 from toolchain.lowering import lower
 
@@ -39,6 +40,40 @@ class OpCall:
     params: dict = field(default_factory=dict)
     args: list[str] = field(default_factory=list)
     comment: str = ""
+    number: int = -1
+
+
+@dataclass
+class PatchBlock:
+    """A patch stage: its calls run once per patch, `patches` times."""
+    patches: int
+    label: str
+    calls: list[OpCall]
+
+
+def full_view(p: dict) -> dict:
+    _, oh, ow, _ = p["out_shape"]
+    return {"in_y0": 0, "in_x0": 0, "in_w": p["in_shape"][2], "out_y0": 0, "out_x0": 0, "out_w": ow,
+            "y0": 0, "y1": oh, "x0": 0, "x1": ow}
+
+
+def stage_views(graph: Graph, stage, k: int) -> list[dict]:
+    """Views of stage op `first + k` for every patch: tiles in, tiles out, the first op reading
+    the full stage input and the last writing into the full stage output."""
+    index = stage.first + k
+    p = lower(graph, graph.ops[index])
+    views = []
+    for outs in stage.out_regions:
+        region = outs[k]
+        src = outs[k - 1] if k > 0 else None
+        dst = None if index == stage.last else region
+        views.append({
+            "in_y0": src.y0 if src else 0, "in_x0": src.x0 if src else 0,
+            "in_w": (src.x1 - src.x0) if src else p["in_shape"][2],
+            "out_y0": dst.y0 if dst else 0, "out_x0": dst.x0 if dst else 0,
+            "out_w": (dst.x1 - dst.x0) if dst else p["out_shape"][2],
+            "y0": region.y0, "y1": region.y1, "x0": region.x0, "x1": region.x1})
+    return views
 
 
 def c_init(value) -> str:
@@ -53,16 +88,30 @@ def c_init(value) -> str:
 
 
 class Emitter:
-    def __init__(self, graph: Graph, offsets: dict[str, int], prefix: str):
-        self.graph, self.offsets, self.prefix = graph, offsets, prefix
+    def __init__(self, schedule, prefix: str):
+        self.schedule, self.graph, self.prefix = schedule, schedule.graph, prefix
         self.consts: list[ConstArray] = []
         self.const_symbols: dict[str, str] = {}
+        self.views: list[str] = []
+        self.refs: dict[str, str] = {}  # tensor -> C expression overrides (patch tiles)
+
+    def arena_ref(self, buffer_name: str, ctype: str) -> str:
+        return f"({ctype} *)(arena + {self.schedule.offset(buffer_name)})"
 
     def tensor_ref(self, name: str) -> str:
         t = self.graph.tensors[name]
         if t.is_const:
             return self.const(name)
-        return f"({CTYPES[t.dtype]} *)(arena + {self.offsets[name]})"
+        if name in self.refs:
+            return self.refs[name]
+        return self.arena_ref(name, CTYPES[t.dtype])
+
+    def view(self, views: list[dict]) -> str:
+        """Declare the view(s) of a spatial op; one per patch inside a stage."""
+        symbol = f"{self.prefix}_view{len(self.views)}"
+        body = ", ".join(c_init(tuple(v.values())) for v in views)
+        self.views.append(f"static const tdk_view_t {symbol}[{len(views)}] = {{{body}}};")
+        return symbol
 
     def const(self, name: str) -> str:
         if name not in self.const_symbols:
@@ -80,11 +129,30 @@ class Emitter:
     def bias_ref(self, op: Op) -> str:
         return self.const(op.inputs[2]) if len(op.inputs) > 2 else "NULL"
 
-    def emit(self, op: Op) -> OpCall:
+    def emit(self, index: int, views: list[dict] | None = None) -> OpCall:
+        """The call for op `index`; spatial ops get their view(s) (default: the whole tensor)."""
+        op = self.graph.ops[index]
         p = lower(self.graph, op)
-        call = getattr(self, f"emit_{op.kind}")(op, p)
-        call.comment = f"{op.name or op.kind}"
+        how = self.schedule.inplace.get(index)
+        if how in ("depthwise", "pointwise"):
+            call = self._inplace_conv(index, op, p, how)
+        else:
+            call = getattr(self, f"emit_{op.kind}")(op, p)
+            if op.kind in SPATIAL_KINDS:
+                views = views or [full_view(p)]
+                symbol = self.view(views)
+                call.args.insert(0, f"&{symbol}[patch]" if len(views) > 1 else f"&{symbol}[0]")
+        call.comment = f"{op.name or op.kind}" + (f" (in place: {how})" if how else "")
         return call
+
+    def _inplace_conv(self, index, op, p, how):
+        depthwise = how == "depthwise"
+        params = self._spatial_params(p, op, p.get("depth_multiplier", 1))
+        args = [self.tensor_ref(op.inputs[0]), self.arena_ref(f"scratch{index}", "int8_t"),
+                self.const(op.inputs[1]), self.bias_ref(op), self.array("int32_t", p["multiplier"]),
+                self.array("int32_t", p["shift"])]
+        kind = "depthwise_conv2d_inplace" if depthwise else "conv2d_pointwise_inplace"
+        return OpCall(kind, "tdk_spatial_params_t", params, args)
 
     def _io(self, op):
         return [self.tensor_ref(n) for n in op.inputs[:1]], self.tensor_ref(op.outputs[0])
@@ -137,7 +205,8 @@ class Emitter:
 
     def _pool(self, op, p):
         (x,), y = self._io(op)
-        return OpCall(op.kind, "tdk_spatial_params_t", self._spatial_params(p, op), [x, y])
+        is_max = "1" if op.kind == "max_pool2d" else "0"
+        return OpCall("pool2d", "tdk_spatial_params_t", self._spatial_params(p, op), [is_max, x, y])
 
     emit_avg_pool2d = _pool
     emit_max_pool2d = _pool
@@ -191,13 +260,12 @@ class Emitter:
 
 
 PROTOTYPES = {
-    "conv2d": "void tdk_conv2d(const tdk_spatial_params_t *p, const int8_t *in, const int8_t *w, const int32_t *bias, const int32_t *mult, const int32_t *shift, int8_t *out);",
-    "depthwise_conv2d": "void tdk_depthwise_conv2d(const tdk_spatial_params_t *p, const int8_t *in, const int8_t *w, const int32_t *bias, const int32_t *mult, const int32_t *shift, int8_t *out);",
+    "conv2d": "void tdk_conv2d(const tdk_spatial_params_t *p, const tdk_view_t *v, const int8_t *in, const int8_t *w, const int32_t *bias, const int32_t *mult, const int32_t *shift, int8_t *out);\nvoid tdk_conv2d_pointwise_inplace(const tdk_spatial_params_t *p, int8_t *buf, int8_t *temp, const int8_t *w, const int32_t *bias, const int32_t *mult, const int32_t *shift);",
+    "depthwise_conv2d": "void tdk_depthwise_conv2d(const tdk_spatial_params_t *p, const tdk_view_t *v, const int8_t *in, const int8_t *w, const int32_t *bias, const int32_t *mult, const int32_t *shift, int8_t *out);\nvoid tdk_depthwise_conv2d_inplace(const tdk_spatial_params_t *p, int8_t *buf, int8_t *temp, const int8_t *w, const int32_t *bias, const int32_t *mult, const int32_t *shift);",
     "fully_connected": "void tdk_fully_connected(const tdk_fc_params_t *p, const int8_t *in, const int8_t *w, const int32_t *bias, const int32_t *mult, const int32_t *shift, int8_t *out);",
     "add": "void tdk_add(const tdk_binary_params_t *p, const int8_t *a, const int8_t *b, int8_t *out);",
     "mul": "void tdk_mul(const tdk_binary_params_t *p, const int8_t *a, const int8_t *b, int8_t *out);",
-    "avg_pool2d": "void tdk_avg_pool2d(const tdk_spatial_params_t *p, const int8_t *in, int8_t *out);",
-    "max_pool2d": "void tdk_max_pool2d(const tdk_spatial_params_t *p, const int8_t *in, int8_t *out);",
+    "pool2d": "void tdk_pool2d(const tdk_spatial_params_t *p, const tdk_view_t *v, int is_max, const int8_t *in, int8_t *out);",
     "mean": "void tdk_mean(const tdk_mean_params_t *p, const int8_t *in, int8_t *out);",
     "pad": "void tdk_pad(const tdk_pad_params_t *p, const int8_t *in, int8_t *out);",
     "reshape": "void tdk_reshape(const void *in, void *out, size_t bytes);",
@@ -209,7 +277,8 @@ PROTOTYPES = {
     "relu": "void tdk_relu(const tdk_elementwise_params_t *p, const int8_t *in, int8_t *out);",
     "relu6": "void tdk_relu6(const tdk_elementwise_params_t *p, const int8_t *in, int8_t *out);",
 }
-TEMPLATE_OF_KERNEL = {"requantize": "quantize"}
+TEMPLATE_OF_KERNEL = {"requantize": "quantize", "conv2d_pointwise_inplace": "conv2d",
+                      "depthwise_conv2d_inplace": "depthwise_conv2d"}
 
 
 def boundary(graph: Graph, names: list[str]) -> dict:
@@ -235,19 +304,38 @@ def c_array_body(values: np.ndarray, ctype: str) -> str:
     return ",\n  ".join(lines)
 
 
-def emit_c_project(graph: Graph, offsets: dict[str, int], arena_bytes: int, out_dir: Path,
-                   test_inputs: list[np.ndarray], prefix: str = "model") -> dict:
+def emit_calls(schedule, emitter: Emitter) -> list:
+    """The body of model_invoke: op calls in order, a patch stage as one PatchBlock."""
+    graph, stage, items, index = schedule.graph, schedule.stage, [], 0
+    while index < len(graph.ops):
+        if stage is not None and index == stage.first:
+            for i in range(stage.first, stage.last):
+                emitter.refs[graph.ops[i].outputs[0]] = emitter.arena_ref(schedule.tiles[i], "int8_t")
+            calls = [emitter.emit(i, stage_views(graph, stage, k)) for k, i in enumerate(stage.ops)]
+            items.append(PatchBlock(len(stage.out_regions), stage.label, calls))
+            index = stage.last + 1
+        else:
+            items.append(emitter.emit(index))
+            index += 1
+    return items
+
+
+def emit_c_project(schedule, out_dir: Path, test_inputs: list[np.ndarray], prefix: str = "model") -> dict:
     """Write the C project into out_dir; returns facts for the report (weights bytes, kinds)."""
-    emitter = Emitter(graph, offsets, prefix)
-    calls = [emitter.emit(op) for op in graph.ops]
+    graph = schedule.graph
+    emitter = Emitter(schedule, prefix)
+    items = emit_calls(schedule, emitter)
+    calls = [c for item in items for c in (item.calls if isinstance(item, PatchBlock) else [item])]
+    for number, call in enumerate(calls):
+        call.number = number
     kernels = sorted({TEMPLATE_OF_KERNEL.get(c.kind, c.kind) for c in calls})
     env = template_env()
     io = {"input": boundary(graph, graph.inputs), "output": boundary(graph, graph.outputs)}
-    inputs_at = [offsets[n] for n in graph.inputs]
-    outputs_at = [offsets[n] for n in graph.outputs]
-    ctx = dict(prefix=prefix, PREFIX=prefix.upper(), calls=calls, consts=emitter.consts, io=io,
-               arena_bytes=arena_bytes, kinds=kernels, prototypes=PROTOTYPES, c_init=c_init,
-               c_array_body=c_array_body, inputs_at=inputs_at, outputs_at=outputs_at,
+    ctx = dict(prefix=prefix, PREFIX=prefix.upper(), items=items, calls=calls, consts=emitter.consts,
+               views=emitter.views, io=io, arena_bytes=schedule.plan.arena_bytes, kinds=kernels,
+               prototypes=PROTOTYPES, c_init=c_init, c_array_body=c_array_body,
+               inputs_at=[schedule.offset(n) for n in graph.inputs],
+               outputs_at=[schedule.offset(n) for n in graph.outputs],
                test_inputs=[c_array_body(np.asarray(x).reshape(-1), io["input"]["ctype"]) for x in test_inputs])
     files = {"model.h": "model.h.j2", "model.c": "model.c.j2", "model_weights.c": "model_weights.c.j2",
              "kernels/tdk_kernels.h": "kernels/tdk_kernels.h.j2", "harness/main.c": "harness/main.c.j2",

@@ -64,7 +64,11 @@ def _progress():
 @click.option("--io", "io", type=click.Choice(["model", "int8"]), default="model", show_default=True,
               help="C API boundary type: the model's own, or int8 (strips a float QUANTIZE/DEQUANTIZE boundary).")
 @click.option("--prefix", default="model", show_default=True, help="C symbol prefix.")
-def convert(model, target, out_dir, io, prefix):
+@click.option("--patch", default="auto", show_default=True,
+              help="Patch-based schedule: auto (searched), none (layer by layer) or NxN@LAYER, e.g. 4x4@5.")
+@click.option("--max-mac-overhead", default=0.10, show_default=True, type=float,
+              help="MAC overhead the patch search may spend (0.10 = 10%).")
+def convert(model, target, out_dir, io, prefix, patch, max_mac_overhead):
     """Convert MODEL into a C project (and TFLite artifacts) in an output folder."""
     from .pipeline import convert as run_convert
     if not prefix.isidentifier():
@@ -73,13 +77,15 @@ def convert(model, target, out_dir, io, prefix):
     step = _progress()
     try:
         step(f"converting {model}")
-        report = run_convert(model, target, out_dir, io=io, prefix=prefix)
+        report = run_convert(model, target, out_dir, io=io, prefix=prefix, patch=patch,
+                             max_mac_overhead=max_mac_overhead)
     finally:
         step.stop()
-    mem = report["memory"]
-    click.echo(f"wrote {out_dir}: {len(report['layers'])} ops, {report['compute']['macs']:,} MACs, "
-               f"arena {mem['arena_bytes']:,} B (lower bound {mem['lower_bound_bytes']:,} B), "
-               f"weights {mem['weights_bytes']:,} B")
+    mem, compute = report["memory"], report["compute"]
+    click.echo(f"wrote {out_dir}: {len(report['layers'])} ops, {compute['macs']:,} MACs, "
+               f"patch {report['plan']['patch']} (+{compute['mac_overhead']:.1%} MACs), "
+               f"arena {mem['arena_bytes']:,} B (lower bound {mem['lower_bound_bytes']:,} B, "
+               f"layer by layer {mem['layer_by_layer_arena_bytes']:,} B), weights {mem['weights_bytes']:,} B")
 
 
 @main.command()

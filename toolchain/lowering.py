@@ -69,11 +69,13 @@ def _spatial(graph, op, filt_h, filt_w):
     inp, out = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
     sh, sw = op.attrs["stride"]
     dh, dw = op.attrs.get("dilation", (1, 1))
+    (top, bottom), (left, right) = op.attrs.get("folded_pad", ((0, 0), (0, 0)))
+    padded_h, padded_w = inp.shape[1] + top + bottom, inp.shape[2] + left + right
     return {
         "in_shape": inp.shape, "out_shape": out.shape, "filter": (filt_h, filt_w),
         "stride": (sh, sw), "dilation": (dh, dw),
-        "pad": (conv_padding(inp.shape[1], filt_h, sh, dh, out.shape[1]),
-                conv_padding(inp.shape[2], filt_w, sw, dw, out.shape[2])),
+        "pad": (top + conv_padding(padded_h, filt_h, sh, dh, out.shape[1]),
+                left + conv_padding(padded_w, filt_w, sw, dw, out.shape[2])),
     }
 
 

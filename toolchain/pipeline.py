@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from patch_inference.memory_planner import check_no_overlap, graph_buffers, plan_memory
+from patch_inference.memory_planner import graph_buffers, plan_memory
+from patch_inference.schedule import build_schedule, parse_patch_option, search_schedule
 from targets import build as target_build
 from targets.c_emitter import boundary, emit_c_project, write_test_inputs
 from targets.registry import get_target
@@ -21,7 +22,7 @@ from .analysis import layer_table, op_macs
 from .errors import UserError
 from .importers import load_model
 from .ir import Graph
-from .passes import strip_float_io
+from .passes import fold_pad_into_conv, strip_float_io
 from .reference import run_reference
 
 SETTINGS_FILE = "convert.json"
@@ -64,25 +65,38 @@ def split_feeds(graph: Graph, flat: np.ndarray) -> list[np.ndarray]:
     return feeds
 
 
+def make_schedule(graph: Graph, patch: str = "auto", max_mac_overhead: float = 0.10):
+    """Optimization passes, then the schedule: searched (auto), layer by layer (none) or the
+    stage the user names (NxN@LAYER)."""
+    graph = fold_pad_into_conv(graph)
+    if patch == "auto":
+        return search_schedule(graph, max_mac_overhead)
+    try:
+        stage = parse_patch_option(graph, patch)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    return build_schedule(graph, stage)
+
+
 def convert(model_path: str | Path, target: str, out_dir: str | Path, io: str = "model",
-            prefix: str = "model", progress=None) -> dict:
+            prefix: str = "model", patch: str = "auto", max_mac_overhead: float = 0.10,
+            progress=None) -> dict:
     model_path, out_dir = Path(model_path), Path(out_dir)
     get_target(target)
     graph = prepare_graph(model_path, io)
-    buffers = graph_buffers(graph)
-    plan = plan_memory(buffers)
-    check_no_overlap(plan, buffers)
+    schedule = make_schedule(graph, patch, max_mac_overhead)
     inputs = random_inputs(graph, DEFAULT_TEST_INPUTS)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        facts = emit_c_project(graph, plan.offsets, plan.arena_bytes, tmp / "c", inputs, prefix)
+        facts = emit_c_project(schedule, tmp / "c", inputs, prefix)
         np.save(tmp / "c" / "harness" / "test_inputs.npy", np.stack(inputs))
         (tmp / "tflite").mkdir()
         shutil.copyfile(model_path, tmp / MODEL_FILE)
-        settings = {"source": model_path.name, "io": io, "prefix": prefix, "target": target}
+        settings = {"source": model_path.name, "io": io, "prefix": prefix, "target": target,
+                    "patch": patch, "max_mac_overhead": max_mac_overhead}
         (tmp / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
-        report = build_report(graph, buffers, plan, facts, target, settings)
+        report = build_report(schedule, facts, target, settings)
         report_mod.write(tmp, report)
         _replace_dir(tmp, out_dir)
     except BaseException:
@@ -102,9 +116,12 @@ def _replace_dir(tmp: Path, out_dir: Path) -> None:
         tmp.rename(out_dir)
 
 
-def build_report(graph, buffers, plan, facts, target, settings) -> dict:
-    macs = sum(op_macs(graph, op) for op in graph.ops)
+def build_report(schedule, facts, target, settings) -> dict:
+    graph, plan, stage = schedule.graph, schedule.plan, schedule.stage
     io_in, io_out = boundary(graph, graph.inputs), boundary(graph, graph.outputs)
+    steps = len(graph.ops) + 2
+    live = [sum(b.size for b in schedule.buffers if b.first <= s <= b.last) for s in range(steps)]
+    layer_by_layer = graph_buffers(graph)
     return {
         "target": target,
         "model": settings["source"],
@@ -112,17 +129,30 @@ def build_report(graph, buffers, plan, facts, target, settings) -> dict:
                "output": {k: io_out[k] for k in ("ctype", "elems", "bytes", "scale", "zero_point")}},
         "memory": {
             "arena_bytes": plan.arena_bytes, "lower_bound_bytes": plan.lower_bound_bytes,
+            "layer_by_layer_arena_bytes": plan_memory(layer_by_layer).arena_bytes,
             "weights_bytes": facts["weights_bytes"], "output_buffer_bytes": io_out["bytes"],
             "stack_bytes": None, "flash_bytes": None,
             "peak_sram_bytes": None,
             "peak_sram_note": "arena (input and output tensors included) + caller's output buffer "
                               "+ stack high-water mark; filled in by verify",
         },
-        "compute": {"macs": macs, "executed_macs": macs, "bitops": macs * 64},
-        "plan": {"patch": "none", "memory_strategy": plan.strategy,
-                 "offsets": {n: plan.offsets[n] for n in sorted(plan.offsets)},
-                 "live_bytes": [b.size for b in buffers]},
-        "layers": layer_table(graph, buffers),
+        "compute": {"macs": schedule.macs, "executed_macs": schedule.executed_macs,
+                    "mac_overhead": round(schedule.mac_overhead, 6), "bitops": schedule.executed_macs * 64},
+        "plan": {
+            "patch": stage.label if stage else "none",
+            "patch_option": settings.get("patch", "auto"),
+            "stage": ({"first_op": stage.first, "last_op": stage.last, "grid": stage.grid,
+                       "patches": [[r.y0, r.y1, r.x0, r.x1] for r in (outs[-1] for outs in stage.out_regions)],
+                       "input_regions": [[r.y0, r.y1, r.x0, r.x1] for r in (ins[0] for ins in stage.in_regions)]}
+                      if stage else None),
+            "inplace_ops": {str(i): how for i, how in sorted(schedule.inplace.items())},
+            "memory_strategy": plan.strategy,
+            "live_bytes_per_step": live,
+            "layer_by_layer_live_bytes_per_step": [sum(b.size for b in layer_by_layer if b.first <= s <= b.last)
+                                                   for s in range(steps)],
+            "offsets": {n: plan.offsets[n] for n in sorted(plan.offsets)},
+        },
+        "layers": layer_table(graph, layer_by_layer),
         "kernels": facts["kernels"],
         "verification": None,
     }

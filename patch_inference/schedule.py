@@ -1,0 +1,311 @@
+"""Schedules: the order ops run in, which run in place, which run patch by patch, and the
+buffers (with lifetimes) that the memory planner lays out.
+
+Steps are numbered as in memory_planner.graph_buffers: 0 copies the inputs in, op i runs at
+step i + 1, the last step copies the outputs out. A patch stage runs a chain of spatial ops
+(conv, depthwise, pool) patch by patch: each stage op writes a small tile, the last writes its
+patch of the full stage output; the rest of the network runs layer by layer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from toolchain.analysis import op_macs
+from toolchain.ir import Graph
+from toolchain.lowering import lower
+
+from .memory_planner import Buffer, MemoryPlan, check_no_overlap, lower_bound, plan_memory
+from .receptive_field import SPATIAL_KINDS, Region, input_region
+
+
+@dataclass
+class PatchStage:
+    first: int                     # first op index of the stage
+    last: int                      # last op index (its output is assembled in full)
+    grid: int                      # n x n patches of the stage output
+    out_regions: list[list[Region]]  # [patch][k]: output region of stage op first + k
+    in_regions: list[list[Region]]   # [patch][k]: input region it reads
+
+    @property
+    def ops(self) -> range:
+        return range(self.first, self.last + 1)
+
+    @property
+    def label(self) -> str:
+        return f"{self.grid}x{self.grid}@{self.last}"
+
+
+@dataclass
+class Schedule:
+    graph: Graph
+    stage: PatchStage | None
+    inplace: dict[int, str]          # op index -> "depthwise" | "pointwise" | "alias"
+    scratch: dict[int, int]          # op index -> bytes of temporary buffer
+    buffer_of: dict[str, str]        # tensor (or tile) name -> buffer name
+    buffers: list[Buffer]
+    plan: MemoryPlan
+    macs: int
+    executed_macs: int
+    tiles: dict[int, str] = field(default_factory=dict)  # stage op index -> tile buffer name
+
+    def offset(self, name: str) -> int:
+        return self.plan.offsets[self.buffer_of[name]]
+
+    @property
+    def mac_overhead(self) -> float:
+        return self.executed_macs / self.macs - 1.0 if self.macs else 0.0
+
+
+# ---- patch stages ----------------------------------------------------------------------------
+
+def chain_ok(graph: Graph, first: int, last: int) -> bool:
+    """ops[first..last] are spatial ops on batch 1, each feeding only the next."""
+    for i in range(first, last + 1):
+        op = graph.ops[i]
+        if op.kind not in SPATIAL_KINDS or graph.tensors[op.inputs[0]].shape[0] != 1:
+            return False
+        if i > first:
+            prev_out = graph.ops[i - 1].outputs[0]
+            if op.inputs[0] != prev_out or prev_out in graph.outputs:
+                return False
+            if any(prev_out in graph.ops[j].inputs for j in range(len(graph.ops)) if j != i):
+                return False
+    return True
+
+
+def split_even(size: int, n: int) -> list[tuple[int, int]]:
+    bounds = [round(i * size / n) for i in range(n + 1)]
+    return [(bounds[i], bounds[i + 1]) for i in range(n) if bounds[i + 1] > bounds[i]]
+
+
+def make_stage(graph: Graph, first: int, last: int, grid: int) -> PatchStage:
+    params = [lower(graph, graph.ops[i]) for i in range(first, last + 1)]
+    _, oh, ow, _ = graph.tensors[graph.ops[last].outputs[0]].shape
+    out_regions, in_regions = [], []
+    for y0, y1 in split_even(oh, grid):
+        for x0, x1 in split_even(ow, grid):
+            region = Region(y0, y1, x0, x1)
+            outs, ins = [], []
+            for p in reversed(params):
+                outs.append(region)
+                region = input_region(p, region)
+                ins.append(region)
+            out_regions.append(outs[::-1])
+            in_regions.append(ins[::-1])
+    return PatchStage(first, last, grid, out_regions, in_regions)
+
+
+def stage_executed_macs(graph: Graph, stage: PatchStage) -> int:
+    total = 0
+    for k, i in enumerate(stage.ops):
+        out = graph.tensors[graph.ops[i].outputs[0]]
+        per_pixel = op_macs(graph, graph.ops[i]) // (out.shape[1] * out.shape[2])
+        total += per_pixel * sum(regions[k].area for regions in stage.out_regions)
+    return total
+
+
+# ---- in-place execution ----------------------------------------------------------------------
+
+def last_uses(graph: Graph) -> dict[str, int]:
+    last = {}
+    for i, op in enumerate(graph.ops):
+        for name in op.inputs:
+            last[name] = i
+    for name in graph.outputs:
+        last[name] = len(graph.ops)
+    return last
+
+
+def inplace_kind(graph: Graph, index: int, last: dict[str, int]) -> tuple[str, str] | None:
+    """(how, which input) when op `index` can overwrite a dying input, else None."""
+    op = graph.ops[index]
+    out = graph.tensors[op.outputs[0]]
+
+    def dies(name):
+        t = graph.tensors[name]
+        return not t.is_const and last.get(name) == index and name not in graph.outputs
+
+    if op.kind == "depthwise_conv2d" and dies(op.inputs[0]):
+        p = lower(graph, op)
+        if p["depth_multiplier"] == 1 and out.shape[0] == 1:
+            return "depthwise", op.inputs[0]
+    if op.kind == "conv2d" and dies(op.inputs[0]):
+        p = lower(graph, op)
+        if (p["filter"] == (1, 1) and p["stride"] == (1, 1) and p["pad"] == (0, 0)
+                and p["in_shape"][1:3] == p["out_shape"][1:3]):
+            return "pointwise", op.inputs[0]
+    if op.kind == "add":
+        for name in op.inputs:
+            t = graph.tensors[name]
+            if dies(name) and t.shape == out.shape and t.dtype == out.dtype:
+                return "alias", name
+    if op.kind == "reshape" and dies(op.inputs[0]):
+        return "alias", op.inputs[0]
+    return None
+
+
+def scratch_bytes(graph: Graph, index: int, how: str) -> int:
+    op = graph.ops[index]
+    if how == "depthwise":
+        _, h, w, _ = graph.tensors[op.inputs[0]].shape
+        return h * w
+    if how == "pointwise":
+        return graph.tensors[op.outputs[0]].shape[-1]
+    return 0
+
+
+# ---- buffers ---------------------------------------------------------------------------------
+
+class _Groups:
+    """Union-find over tensor names that share one buffer."""
+
+    def __init__(self):
+        self.parent: dict[str, str] = {}
+
+    def find(self, name: str) -> str:
+        self.parent.setdefault(name, name)
+        while self.parent[name] != name:
+            self.parent[name] = self.parent[self.parent[name]]
+            name = self.parent[name]
+        return name
+
+    def join(self, a: str, b: str) -> None:
+        self.parent[self.find(b)] = self.find(a)
+
+
+def build_schedule(graph: Graph, stage: PatchStage | None = None, inplace: bool = True) -> Schedule:
+    last = last_uses(graph)
+    in_stage = set(stage.ops) if stage else set()
+    tiles_of = {}
+    if stage:
+        tiles_of = {i: f"tile{i}" for i in range(stage.first, stage.last)}
+    modes: dict[int, tuple[str, str]] = {}
+    if inplace:
+        # Greedy: keep an in-place op only if it does not raise the live-bytes bound (in place,
+        # the input's buffer grows to the output's size over the input's whole lifetime).
+        bound = lower_bound(_buffers(graph, stage, modes, last, tiles_of)[0])
+        for i in range(len(graph.ops)):
+            found = None if i in in_stage else inplace_kind(graph, i, last)
+            if found:
+                trial = {**modes, i: found}
+                trial_bound = lower_bound(_buffers(graph, stage, trial, last, tiles_of)[0])
+                if trial_bound <= bound:
+                    modes, bound = trial, trial_bound
+    buffers, buffer_of, scratch = _buffers(graph, stage, modes, last, tiles_of)
+    plan = plan_memory(buffers)
+    check_no_overlap(plan, buffers)
+    macs = sum(op_macs(graph, op) for op in graph.ops)
+    executed = macs
+    if stage:
+        executed += stage_executed_macs(graph, stage) - sum(op_macs(graph, graph.ops[i]) for i in stage.ops)
+    return Schedule(graph, stage, {i: how for i, (how, _) in modes.items()}, scratch, buffer_of, buffers,
+                    plan, macs, executed, tiles_of)
+
+
+def _buffers(graph, stage, modes, last, tiles_of):
+    """Buffers with lifetimes for a schedule: in-place ops share their input's buffer, stage
+    intermediates become tiles, in-place ops get their scratch."""
+    in_stage = set(stage.ops) if stage else set()
+    groups = _Groups()
+    scratch = {}
+    for i, (how, source) in modes.items():
+        scratch[i] = scratch_bytes(graph, i, how)
+        groups.join(source, graph.ops[i].outputs[0])
+    # lifetimes per tensor (full tensors only; stage intermediates become tiles)
+    spans: dict[str, list[int]] = {}
+
+    def touch(name, step):
+        lo_hi = spans.setdefault(name, [step, step])
+        lo_hi[0], lo_hi[1] = min(lo_hi[0], step), max(lo_hi[1], step)
+
+    for name in graph.inputs:
+        touch(name, 0)
+    for i, op in enumerate(graph.ops):
+        step = i + 1
+        if stage and i in in_stage:
+            if i == stage.first:
+                touch(op.inputs[0], stage.last + 1)   # read by every patch
+            if i == stage.last:
+                touch(op.outputs[0], stage.first + 1)  # written from the first patch on
+                touch(op.outputs[0], step)
+            continue
+        for name in op.inputs:
+            if not graph.tensors[name].is_const:
+                touch(name, step)
+        for name in op.outputs:
+            touch(name, step)
+    for name in graph.outputs:
+        touch(name, len(graph.ops) + 1)
+    merged: dict[str, list[int]] = {}
+    sizes: dict[str, int] = {}
+    buffer_of = {}
+    for name, (lo, hi) in spans.items():
+        root = groups.find(name)
+        buffer_of[name] = root
+        span = merged.setdefault(root, [lo, hi])
+        span[0], span[1] = min(span[0], lo), max(span[1], hi)
+        sizes[root] = max(sizes.get(root, 0), graph.tensors[name].nbytes)
+    buffers = [Buffer(root, sizes[root], lo, hi) for root, (lo, hi) in merged.items()]
+    for i, size in scratch.items():
+        if size:
+            buffers.append(Buffer(f"scratch{i}", size, i + 1, i + 1))
+            buffer_of[f"scratch{i}"] = f"scratch{i}"
+    if stage:
+        for k, i in enumerate(range(stage.first, stage.last)):
+            channels = graph.tensors[graph.ops[i].outputs[0]].shape[-1]
+            size = max(regions[k].area for regions in stage.out_regions) * channels
+            buffers.append(Buffer(tiles_of[i], size, i + 1, i + 2))
+            buffer_of[tiles_of[i]] = tiles_of[i]
+    return buffers, buffer_of, scratch
+
+
+# ---- search ----------------------------------------------------------------------------------
+
+def candidate_stages(graph: Graph, max_grid: int = 8, max_ops: int = 12):
+    for first in range(len(graph.ops)):
+        if graph.ops[first].kind not in SPATIAL_KINDS:
+            continue
+        for last in range(first, min(first + max_ops, len(graph.ops))):
+            if not chain_ok(graph, first, last):
+                break
+            oh = graph.tensors[graph.ops[last].outputs[0]].shape[1]
+            for grid in range(2, min(max_grid, oh) + 1):
+                yield first, last, grid
+
+
+def search_schedule(graph: Graph, max_mac_overhead: float = 0.10, inplace: bool = True) -> Schedule:
+    """The schedule with the smallest arena whose MAC overhead stays within the budget
+    (no patching is always a candidate)."""
+    best = build_schedule(graph, None, inplace)
+    for first, last, grid in candidate_stages(graph):
+        stage = make_stage(graph, first, last, grid)
+        macs = best.macs
+        extra = stage_executed_macs(graph, stage) - sum(op_macs(graph, graph.ops[i]) for i in stage.ops)
+        if macs and extra / macs > max_mac_overhead:
+            continue
+        candidate = build_schedule(graph, stage, inplace)
+        key = (candidate.plan.arena_bytes, candidate.executed_macs)
+        if key < (best.plan.arena_bytes, best.executed_macs):
+            best = candidate
+    return best
+
+
+def parse_patch_option(graph: Graph, option: str) -> PatchStage | None:
+    """'none', or 'NxN@L': n x n patches of op L's output, the stage reaching back as far as the
+    chain of spatial ops allows."""
+    if option == "none":
+        return None
+    try:
+        grid_text, last_text = option.split("@")
+        rows, cols = (int(v) for v in grid_text.lower().split("x"))
+        last = int(last_text)
+    except ValueError:
+        raise ValueError(f"--patch '{option}': expected auto, none or NxN@LAYER (e.g. 4x4@5)") from None
+    if rows != cols or rows < 1:
+        raise ValueError(f"--patch '{option}': only square n x n grids are supported")
+    if not 0 <= last < len(graph.ops) or not chain_ok(graph, last, last):
+        raise ValueError(f"--patch '{option}': op {last} is not a conv, depthwise conv or pool")
+    first = last
+    while first > 0 and chain_ok(graph, first - 1, last):
+        first -= 1
+    return make_stage(graph, first, last, rows)
