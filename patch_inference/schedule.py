@@ -47,6 +47,7 @@ class Schedule:
     macs: int
     executed_macs: int
     tiles: dict[int, str] = field(default_factory=dict)  # stage op index -> tile buffer name
+    stream_input: bool = False
 
     def offset(self, name: str) -> int:
         return self.plan.offsets[self.buffer_of[name]]
@@ -173,39 +174,62 @@ class _Groups:
         self.parent[self.find(b)] = self.find(a)
 
 
-def build_schedule(graph: Graph, stage: PatchStage | None = None, inplace: bool = True) -> Schedule:
+def choose_inplace(graph: Graph, stage: PatchStage | None = None) -> dict[int, tuple[str, str]]:
+    """Greedy: keep an in-place op only if it does not raise the live-bytes bound (in place, the
+    input's buffer grows to the output's size over the input's whole lifetime)."""
     last = last_uses(graph)
     in_stage = set(stage.ops) if stage else set()
-    tiles_of = {}
-    if stage:
-        tiles_of = {i: f"tile{i}" for i in range(stage.first, stage.last)}
     modes: dict[int, tuple[str, str]] = {}
-    if inplace:
-        # Greedy: keep an in-place op only if it does not raise the live-bytes bound (in place,
-        # the input's buffer grows to the output's size over the input's whole lifetime).
-        bound = lower_bound(_buffers(graph, stage, modes, last, tiles_of)[0])
-        for i in range(len(graph.ops)):
-            found = None if i in in_stage else inplace_kind(graph, i, last)
-            if found:
-                trial = {**modes, i: found}
-                trial_bound = lower_bound(_buffers(graph, stage, trial, last, tiles_of)[0])
-                if trial_bound <= bound:
-                    modes, bound = trial, trial_bound
-    buffers, buffer_of, scratch = _buffers(graph, stage, modes, last, tiles_of)
+    bound = lower_bound(_buffers(graph, stage, modes, last)[0])
+    for i in range(len(graph.ops)):
+        found = None if i in in_stage else inplace_kind(graph, i, last)
+        if found:
+            trial = {**modes, i: found}
+            trial_bound = lower_bound(_buffers(graph, stage, trial, last)[0])
+            if trial_bound <= bound:
+                modes, bound = trial, trial_bound
+    return modes
+
+
+def build_schedule(graph: Graph, stage: PatchStage | None = None, inplace: bool | dict = True,
+                   stream_input: bool = False) -> Schedule:
+    """inplace: True to choose in-place ops, False for none, or a choice made earlier (ops of
+    the stage are dropped from it). stream_input: the stage reads its input patch by patch
+    through the caller's callback instead of from a full input buffer."""
+    last = last_uses(graph)
+    if inplace is True:
+        modes = choose_inplace(graph, stage)
+    elif inplace is False:
+        modes = {}
+    else:
+        modes = {i: m for i, m in inplace.items() if not stage or i not in stage.ops}
+    if stream_input and not can_stream(graph, stage):
+        raise ValueError("input streaming needs a patch stage that starts at the graph input")
+    buffers, buffer_of, scratch = _buffers(graph, stage, modes, last, stream_input)
     plan = plan_memory(buffers)
     check_no_overlap(plan, buffers)
     macs = sum(op_macs(graph, op) for op in graph.ops)
     executed = macs
     if stage:
         executed += stage_executed_macs(graph, stage) - sum(op_macs(graph, graph.ops[i]) for i in stage.ops)
+    tiles = {i: f"tile{i}" for i in range(stage.first, stage.last)} if stage else {}
     return Schedule(graph, stage, {i: how for i, (how, _) in modes.items()}, scratch, buffer_of, buffers,
-                    plan, macs, executed, tiles_of)
+                    plan, macs, executed, tiles, stream_input)
 
 
-def _buffers(graph, stage, modes, last, tiles_of):
+def can_stream(graph: Graph, stage: PatchStage | None) -> bool:
+    if stage is None or len(graph.inputs) != 1:
+        return False
+    source = graph.ops[stage.first].inputs[0]
+    return source == graph.inputs[0] and [i for i, op in enumerate(graph.ops) if source in op.inputs] == [stage.first]
+
+
+def _buffers(graph, stage, modes, last, stream_input=False):
     """Buffers with lifetimes for a schedule: in-place ops share their input's buffer, stage
-    intermediates become tiles, in-place ops get their scratch."""
+    intermediates become tiles, in-place ops get their scratch; a streamed input becomes a tile
+    of the first stage op's input."""
     in_stage = set(stage.ops) if stage else set()
+    tiles_of = {i: f"tile{i}" for i in range(stage.first, stage.last)} if stage else {}
     groups = _Groups()
     scratch = {}
     for i, (how, source) in modes.items():
@@ -219,11 +243,12 @@ def _buffers(graph, stage, modes, last, tiles_of):
         lo_hi[0], lo_hi[1] = min(lo_hi[0], step), max(lo_hi[1], step)
 
     for name in graph.inputs:
-        touch(name, 0)
+        if not stream_input:
+            touch(name, 0)
     for i, op in enumerate(graph.ops):
         step = i + 1
         if stage and i in in_stage:
-            if i == stage.first:
+            if i == stage.first and not stream_input:
                 touch(op.inputs[0], stage.last + 1)   # read by every patch
             if i == stage.last:
                 touch(op.outputs[0], stage.first + 1)  # written from the first patch on
@@ -256,6 +281,12 @@ def _buffers(graph, stage, modes, last, tiles_of):
             size = max(regions[k].area for regions in stage.out_regions) * channels
             buffers.append(Buffer(tiles_of[i], size, i + 1, i + 2))
             buffer_of[tiles_of[i]] = tiles_of[i]
+        if stream_input:
+            channels = graph.tensors[graph.inputs[0]].shape[-1]
+            size = max(regions[0].area for regions in stage.in_regions) * channels
+            size *= graph.tensors[graph.inputs[0]].nbytes // graph.tensors[graph.inputs[0]].size
+            buffers.append(Buffer("input_tile", size, stage.first + 1, stage.first + 1))
+            buffer_of["input_tile"] = "input_tile"
     return buffers, buffer_of, scratch
 
 
@@ -273,20 +304,48 @@ def candidate_stages(graph: Graph, max_grid: int = 8, max_ops: int = 12):
                 yield first, last, grid
 
 
-def search_schedule(graph: Graph, max_mac_overhead: float = 0.10, inplace: bool = True) -> Schedule:
-    """The schedule with the smallest arena whose MAC overhead stays within the budget
-    (no patching is always a candidate)."""
-    best = build_schedule(graph, None, inplace)
-    for first, last, grid in candidate_stages(graph):
-        stage = make_stage(graph, first, last, grid)
-        macs = best.macs
+def optimistic_bound(graph: Graph, stage: PatchStage | None, stream_input: bool = False) -> int:
+    """A lower bound on the arena of any in-place choice for this stage: live bytes per step with
+    every legal in-place op sharing its input's bytes exactly at its own step."""
+    last = last_uses(graph)
+    buffers = _buffers(graph, stage, {}, last, stream_input)[0]
+    live = [0] * (len(graph.ops) + 2)
+    for b in buffers:
+        for step in range(b.first, b.last + 1):
+            live[step] += b.size
+    in_stage = set(stage.ops) if stage else set()
+    for i in range(len(graph.ops)):
+        found = None if i in in_stage else inplace_kind(graph, i, last)
+        if found:
+            how, source = found
+            shared = min(graph.tensors[source].nbytes, graph.tensors[graph.ops[i].outputs[0]].nbytes)
+            live[i + 1] += scratch_bytes(graph, i, how) - shared
+    return max(live)
+
+
+def search_schedule(graph: Graph, max_mac_overhead: float = 0.10, inplace: bool = True,
+                    stream_input: bool = False) -> Schedule:
+    """The schedule with the smallest arena whose MAC overhead stays within the budget (no
+    patching is always a candidate, except when streaming the input, which needs a stage).
+    Candidates whose optimistic bound cannot beat the best arena so far are not planned."""
+    best = None if stream_input else build_schedule(graph, None, inplace)
+    macs = sum(op_macs(graph, op) for op in graph.ops)
+    for first, last_op, grid in candidate_stages(graph):
+        stage = make_stage(graph, first, last_op, grid)
+        if stream_input and not can_stream(graph, stage):
+            continue
         extra = stage_executed_macs(graph, stage) - sum(op_macs(graph, graph.ops[i]) for i in stage.ops)
         if macs and extra / macs > max_mac_overhead:
             continue
-        candidate = build_schedule(graph, stage, inplace)
+        if best and optimistic_bound(graph, stage, stream_input) >= best.plan.arena_bytes:
+            continue
+        candidate = build_schedule(graph, stage, inplace, stream_input)
         key = (candidate.plan.arena_bytes, candidate.executed_macs)
-        if key < (best.plan.arena_bytes, best.executed_macs):
+        if best is None or key < (best.plan.arena_bytes, best.executed_macs):
             best = candidate
+    if best is None:
+        raise ValueError("input streaming needs a patch stage that starts at the graph input, "
+                         "within the MAC-overhead budget; none was found")
     return best
 
 

@@ -45,10 +45,13 @@ class OpCall:
 
 @dataclass
 class PatchBlock:
-    """A patch stage: its calls run once per patch, `patches` times."""
+    """A patch stage: its calls run once per patch, `patches` times. With a streamed input,
+    `read` names the per-patch input regions to fetch through the caller's reader first."""
     patches: int
     label: str
     calls: list[OpCall]
+    read: str | None = None
+    input_tile: str | None = None
 
 
 def full_view(p: dict) -> dict:
@@ -57,15 +60,16 @@ def full_view(p: dict) -> dict:
             "y0": 0, "y1": oh, "x0": 0, "x1": ow}
 
 
-def stage_views(graph: Graph, stage, k: int) -> list[dict]:
+def stage_views(graph: Graph, stage, k: int, stream_input: bool = False) -> list[dict]:
     """Views of stage op `first + k` for every patch: tiles in, tiles out, the first op reading
-    the full stage input and the last writing into the full stage output."""
+    the full stage input (or, streamed, its input tile) and the last writing into the full
+    stage output."""
     index = stage.first + k
     p = lower(graph, graph.ops[index])
     views = []
-    for outs in stage.out_regions:
+    for outs, ins in zip(stage.out_regions, stage.in_regions):
         region = outs[k]
-        src = outs[k - 1] if k > 0 else None
+        src = outs[k - 1] if k > 0 else (ins[0] if stream_input else None)
         dst = None if index == stage.last else region
         views.append({
             "in_y0": src.y0 if src else 0, "in_x0": src.x0 if src else 0,
@@ -311,8 +315,16 @@ def emit_calls(schedule, emitter: Emitter) -> list:
         if stage is not None and index == stage.first:
             for i in range(stage.first, stage.last):
                 emitter.refs[graph.ops[i].outputs[0]] = emitter.arena_ref(schedule.tiles[i], "int8_t")
-            calls = [emitter.emit(i, stage_views(graph, stage, k)) for k, i in enumerate(stage.ops)]
-            items.append(PatchBlock(len(stage.out_regions), stage.label, calls))
+            block = PatchBlock(len(stage.out_regions), stage.label, [])
+            if schedule.stream_input:
+                source = graph.inputs[0]
+                block.input_tile = emitter.arena_ref("input_tile", CTYPES[graph.tensors[source].dtype])
+                emitter.refs[source] = block.input_tile
+                block.read = emitter.array("int32_t", [[r.y0, r.y1, r.x0, r.x1] for r in
+                                                       (ins[0] for ins in stage.in_regions)])
+            block.calls = [emitter.emit(i, stage_views(graph, stage, k, schedule.stream_input))
+                           for k, i in enumerate(stage.ops)]
+            items.append(block)
             index = stage.last + 1
         else:
             items.append(emitter.emit(index))
@@ -331,10 +343,12 @@ def emit_c_project(schedule, out_dir: Path, test_inputs: list[np.ndarray], prefi
     kernels = sorted({TEMPLATE_OF_KERNEL.get(c.kind, c.kind) for c in calls})
     env = template_env()
     io = {"input": boundary(graph, graph.inputs), "output": boundary(graph, graph.outputs)}
+    shape = graph.tensors[graph.inputs[0]].shape
     ctx = dict(prefix=prefix, PREFIX=prefix.upper(), items=items, calls=calls, consts=emitter.consts,
+               stream_input=schedule.stream_input, input_shape=shape,
                views=emitter.views, io=io, arena_bytes=schedule.plan.arena_bytes, kinds=kernels,
                prototypes=PROTOTYPES, c_init=c_init, c_array_body=c_array_body,
-               inputs_at=[schedule.offset(n) for n in graph.inputs],
+               inputs_at=[] if schedule.stream_input else [schedule.offset(n) for n in graph.inputs],
                outputs_at=[schedule.offset(n) for n in graph.outputs],
                test_inputs=[c_array_body(np.asarray(x).reshape(-1), io["input"]["ctype"]) for x in test_inputs])
     files = {"model.h": "model.h.j2", "model.c": "model.c.j2", "model_weights.c": "model_weights.c.j2",

@@ -68,7 +68,10 @@ def _progress():
               help="Patch-based schedule: auto (searched), none (layer by layer) or NxN@LAYER, e.g. 4x4@5.")
 @click.option("--max-mac-overhead", default=0.10, show_default=True, type=float,
               help="MAC overhead the patch search may spend (0.10 = 10%).")
-def convert(model, target, out_dir, io, prefix, patch, max_mac_overhead):
+@click.option("--stream-input", is_flag=True,
+              help="The model reads its input patch by patch through a reader callback "
+                   "(model_invoke_streamed), so the whole input never sits in the arena.")
+def convert(model, target, out_dir, io, prefix, patch, max_mac_overhead, stream_input):
     """Convert MODEL into a C project (and TFLite artifacts) in an output folder."""
     from .pipeline import convert as run_convert
     if not prefix.isidentifier():
@@ -78,7 +81,7 @@ def convert(model, target, out_dir, io, prefix, patch, max_mac_overhead):
     try:
         step(f"converting {model}")
         report = run_convert(model, target, out_dir, io=io, prefix=prefix, patch=patch,
-                             max_mac_overhead=max_mac_overhead)
+                             max_mac_overhead=max_mac_overhead, stream_input=stream_input)
     finally:
         step.stop()
     mem, compute = report["memory"], report["compute"]
@@ -120,8 +123,8 @@ def inspect(model, io):
     """Per-layer table: op, shapes, params, MACs, live bytes."""
     from patch_inference.memory_planner import graph_buffers, plan_memory
     from .analysis import layer_table
-    from .pipeline import prepare_graph
-    graph = prepare_graph(model, io)
+    from .pipeline import optimize, prepare_graph
+    graph = optimize(prepare_graph(model, io))
     buffers = graph_buffers(graph)
     rows = layer_table(graph, buffers)
     table = Table(title=f"{model.name}: {len(rows)} ops")

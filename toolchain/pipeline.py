@@ -65,26 +65,31 @@ def split_feeds(graph: Graph, flat: np.ndarray) -> list[np.ndarray]:
     return feeds
 
 
-def make_schedule(graph: Graph, patch: str = "auto", max_mac_overhead: float = 0.10):
-    """Optimization passes, then the schedule: searched (auto), layer by layer (none) or the
-    stage the user names (NxN@LAYER)."""
-    graph = fold_pad_into_conv(graph)
-    if patch == "auto":
-        return search_schedule(graph, max_mac_overhead)
+def optimize(graph: Graph) -> Graph:
+    """Graph passes that keep every output byte: what actually runs (and what inspect shows)."""
+    return fold_pad_into_conv(graph)
+
+
+def make_schedule(graph: Graph, patch: str = "auto", max_mac_overhead: float = 0.10,
+                  stream_input: bool = False):
+    """The schedule: searched (auto), layer by layer (none) or the stage the user names
+    (NxN@LAYER, LAYER as numbered by `tinydeploy inspect`)."""
+    graph = optimize(graph)
     try:
-        stage = parse_patch_option(graph, patch)
+        if patch == "auto":
+            return search_schedule(graph, max_mac_overhead, stream_input=stream_input)
+        return build_schedule(graph, parse_patch_option(graph, patch), stream_input=stream_input)
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    return build_schedule(graph, stage)
 
 
 def convert(model_path: str | Path, target: str, out_dir: str | Path, io: str = "model",
             prefix: str = "model", patch: str = "auto", max_mac_overhead: float = 0.10,
-            progress=None) -> dict:
+            stream_input: bool = False, progress=None) -> dict:
     model_path, out_dir = Path(model_path), Path(out_dir)
     get_target(target)
     graph = prepare_graph(model_path, io)
-    schedule = make_schedule(graph, patch, max_mac_overhead)
+    schedule = make_schedule(graph, patch, max_mac_overhead, stream_input)
     inputs = random_inputs(graph, DEFAULT_TEST_INPUTS)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
@@ -94,7 +99,7 @@ def convert(model_path: str | Path, target: str, out_dir: str | Path, io: str = 
         (tmp / "tflite").mkdir()
         shutil.copyfile(model_path, tmp / MODEL_FILE)
         settings = {"source": model_path.name, "io": io, "prefix": prefix, "target": target,
-                    "patch": patch, "max_mac_overhead": max_mac_overhead}
+                    "patch": patch, "max_mac_overhead": max_mac_overhead, "stream_input": stream_input}
         (tmp / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
         report = build_report(schedule, facts, target, settings)
         report_mod.write(tmp, report)
@@ -133,8 +138,11 @@ def build_report(schedule, facts, target, settings) -> dict:
             "weights_bytes": facts["weights_bytes"], "output_buffer_bytes": io_out["bytes"],
             "stack_bytes": None, "flash_bytes": None,
             "peak_sram_bytes": None,
-            "peak_sram_note": "arena (input and output tensors included) + caller's output buffer "
-                              "+ stack high-water mark; filled in by verify",
+            "input_in_sram": not schedule.stream_input,
+            "peak_sram_note": ("arena (input streamed patch by patch through the caller's reader: only "
+                               "input patches are in the arena) " if schedule.stream_input else
+                               "arena (whole input and output tensors included) ")
+                              + "+ caller's output buffer + stack high-water mark; filled in by verify",
         },
         "compute": {"macs": schedule.macs, "executed_macs": schedule.executed_macs,
                     "mac_overhead": round(schedule.mac_overhead, 6), "bitops": schedule.executed_macs * 64},
