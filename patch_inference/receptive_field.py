@@ -22,9 +22,13 @@ class Region:
 
 
 def _axis_range(o0: int, o1: int, stride: int, pad: int, kernel: int, dilation: int, size: int):
-    first = o0 * stride - pad
-    last = (o1 - 1) * stride - pad + (kernel - 1) * dilation
-    return max(first, 0), min(last + 1, size)
+    """The smallest range holding every in-bounds tap (with dilation, the taps at the edges can
+    fall in the padding while inner ones do not)."""
+    taps = [o * stride - pad + k * dilation for o in range(o0, o1) for k in range(kernel)]
+    inside = [t for t in taps if 0 <= t < size]
+    if not inside:
+        return 0, 0
+    return min(inside), max(inside) + 1
 
 
 def input_region(params: dict, region: Region) -> Region:

@@ -23,26 +23,62 @@ def _plain(value):
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
-def memory_profile_png(report: dict) -> str:
-    """Live activation bytes per layer, as a base64 PNG."""
-    import matplotlib
-    matplotlib.use("Agg")
+def _png(fig) -> str:
     import matplotlib.pyplot as plt
-    layers = report["layers"]
-    fig, ax = plt.subplots(figsize=(8, 3), dpi=100)
-    ax.bar(range(len(layers)), [row["live_bytes"] for row in layers], color="#4c78a8")
-    ax.axhline(report["memory"]["arena_bytes"], color="#e45756", linestyle="--", label="arena")
-    ax.set_xlabel("layer")
-    ax.set_ylabel("live bytes")
-    ax.legend()
-    fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode()
 
 
+def memory_profile_png(report: dict) -> str:
+    """Live activation bytes per schedule step: layer by layer vs the planned schedule."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    plan = report["plan"]
+    fig, ax = plt.subplots(figsize=(9, 3.2), dpi=100)
+    steps = range(len(plan["live_bytes_per_step"]))
+    ax.step(steps, plan["layer_by_layer_live_bytes_per_step"], where="mid", color="#9e9e9e",
+            label=f"layer by layer (arena {report['memory']['layer_by_layer_arena_bytes']:,} B)")
+    ax.step(steps, plan["live_bytes_per_step"], where="mid", color="#4c78a8",
+            label=f"planned: patch {plan['patch']} (arena {report['memory']['arena_bytes']:,} B)")
+    if plan.get("stage"):
+        ax.axvspan(plan["stage"]["first_op"] + 0.5, plan["stage"]["last_op"] + 1.5, color="#f58518",
+                   alpha=0.15, label="patch stage")
+    ax.set_xlabel("schedule step (op index + 1)")
+    ax.set_ylabel("live bytes")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def patch_grid_png(report: dict) -> str | None:
+    """The stage output split into patches, and the input region the first patch reads."""
+    stage = report["plan"].get("stage")
+    if not stage:
+        return None
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+    fig, axes = plt.subplots(1, 2, figsize=(7, 3.4), dpi=100)
+    for ax, key, title in ((axes[0], "input_regions", "stage input: regions read per patch"),
+                           (axes[1], "patches", "stage output: patches")):
+        regions = stage[key]
+        for k, (y0, y1, x0, x1) in enumerate(regions):
+            ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False,
+                                   edgecolor=plt.cm.tab10(k % 10), linewidth=1.2))
+        ax.set_xlim(0, max(r[3] for r in regions))
+        ax.set_ylim(max(r[1] for r in regions), 0)
+        ax.set_aspect("equal")
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return _png(fig)
+
+
 def render_html(report: dict) -> str:
     from targets.c_emitter import template_env
     return template_env().get_template("report.html.j2").render(
-        r=report, profile_png=memory_profile_png(report) if report.get("layers") else None)
+        r=report, profile_png=memory_profile_png(report) if report.get("plan") else None,
+        grid_png=patch_grid_png(report) if report.get("plan") else None)
