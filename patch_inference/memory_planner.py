@@ -72,7 +72,43 @@ ORDERS = {
 }
 
 
+EXACT_MAX_BUFFERS = 9
+
+
+def _exact(buffers: list[Buffer], best_total: int) -> dict[str, int] | None:
+    """Branch and bound over placement orders, each buffer at its lowest free offset. Every
+    packing is reproduced by placing its buffers in order of offset this way, so this finds the
+    optimum; it returns None when nothing beats best_total."""
+    best: list = [best_total, None]
+    placed: list[tuple[int, int, Buffer]] = []
+
+    def lowest_offset(buf):
+        cursor = 0
+        for start, end in sorted((o, e) for o, e, other in placed if other.meets(buf)):
+            if start - cursor >= align(buf.size):
+                return cursor
+            cursor = max(cursor, end)
+        return cursor
+
+    def search(remaining, top):
+        if top >= best[0]:
+            return
+        if not remaining:
+            best[0], best[1] = top, {b.name: o for o, _, b in placed}
+            return
+        for i, buf in enumerate(remaining):
+            offset = lowest_offset(buf)
+            placed.append((offset, offset + align(buf.size), buf))
+            search(remaining[:i] + remaining[i + 1:], max(top, offset + align(buf.size)))
+            placed.pop()
+
+    search(sorted(buffers, key=lambda b: -b.size), 0)
+    return best[1]
+
+
 def plan_memory(buffers: list[Buffer]) -> MemoryPlan:
+    """Several placement orders with first-fit and best-fit (TFLM's greedy planner is
+    first-fit by decreasing size); an exact search when the graph is small enough."""
     bound = lower_bound(buffers)
     best = None
     for name, key in ORDERS.items():
@@ -83,6 +119,11 @@ def plan_memory(buffers: list[Buffer]) -> MemoryPlan:
                 best = MemoryPlan(offsets, total, bound, f"{name}/{'best' if best_fit else 'first'}-fit")
             if total == bound:
                 return best
+    if len(buffers) <= EXACT_MAX_BUFFERS:
+        offsets = _exact(buffers, best.arena_bytes)
+        if offsets is not None:
+            total = max(offsets[b.name] + align(b.size) for b in buffers)
+            best = MemoryPlan(offsets, total, bound, "exact")
     return best
 
 

@@ -50,3 +50,43 @@ def test_shared_models_reach_the_lower_bound():
         plan = plan_memory(buffers)
         check_no_overlap(plan, buffers)
         assert plan.arena_bytes == plan.lower_bound_bytes, name
+
+
+def brute_force_optimum(buffers):
+    """Every assignment of offsets among the subset sums of sizes (an optimal packing can be
+    pushed down until each buffer rests on others): the smallest arena that fits."""
+    import itertools
+    sizes = [align(b.size) for b in buffers]
+    grid = sorted({sum(c) for r in range(len(sizes)) for c in itertools.combinations(sizes, r)})
+    best = None
+    for offsets in itertools.product(grid, repeat=len(buffers)):
+        total = max(o + align(b.size) for o, b in zip(offsets, buffers))
+        if best is not None and total >= best:
+            continue
+        ok = all(not (a.meets(b) and oa < ob + align(b.size) and ob < oa + align(a.size))
+                 for (oa, a), (ob, b) in itertools.combinations(zip(offsets, buffers), 2))
+        if ok:
+            best = total
+    return best
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([4, 8, 12, 20]), st.integers(0, 4), st.integers(0, 3)),
+                min_size=2, max_size=5))
+def test_small_graphs_are_planned_optimally(specs):
+    buffers = [Buffer(f"b{i}", size, first, first + length) for i, (size, first, length) in enumerate(specs)]
+    plan = plan_memory(buffers)
+    check_no_overlap(plan, buffers)
+    assert plan.arena_bytes == brute_force_optimum(buffers)
+
+
+def test_exact_search_beats_every_greedy_order_where_they_fall_short():
+    from patch_inference import memory_planner as mp
+    specs = [(12, 2, 3), (16, 1, 2), (12, 1, 4), (20, 5, 5), (20, 4, 5), (16, 2, 4), (16, 5, 7)]
+    buffers = [Buffer(f"b{i}", size, first, last) for i, (size, first, last) in enumerate(specs)]
+    greedy = min(max(o[b.name] + align(b.size) for b in buffers)
+                 for o in (mp._place(sorted(buffers, key=key), fit) for key in mp.ORDERS.values()
+                           for fit in (False, True)))
+    plan = plan_memory(buffers)
+    check_no_overlap(plan, buffers)
+    assert greedy == 60 and plan.arena_bytes == 56 == plan.lower_bound_bytes and plan.strategy == "exact"
