@@ -1,6 +1,9 @@
 """TensorFlow Lite Micro as a second oracle, where the `tflite-micro` package exists (x86-64)."""
 from __future__ import annotations
 
+import contextlib
+import os
+
 import numpy as np
 
 ARENA_BYTES = 8 * 1024 * 1024
@@ -33,11 +36,12 @@ def smallest_arena(model_bytes: bytes, feeds: list[np.ndarray], n_outputs: int,
     """The smallest arena_size TFLM runs the model with, by bisection (its printed total can be
     below what actually works)."""
     def works(size: int) -> bool:
-        try:
-            run_tflm(model_bytes, [feeds], n_outputs, arena_bytes=size)
-            return True
-        except Exception:
-            return False
+        with _quiet_stderr():  # TFLM reports every failed allocation on C-level stderr
+            try:
+                run_tflm(model_bytes, [feeds], n_outputs, arena_bytes=size)
+                return True
+            except Exception:
+                return False
     if not works(high):
         raise RuntimeError("TFLM does not run the model even with the largest arena tried")
     while high - low > 1:
@@ -47,3 +51,15 @@ def smallest_arena(model_bytes: bytes, feeds: list[np.ndarray], n_outputs: int,
         else:
             low = mid
     return high
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
