@@ -48,9 +48,10 @@ class Schedule:
     executed_macs: int
     tiles: dict[int, str] = field(default_factory=dict)  # stage op index -> tile buffer name
     stream_input: bool = False
+    sub_offset: dict[str, int] = field(default_factory=dict)  # tensor -> offset inside its buffer
 
     def offset(self, name: str) -> int:
-        return self.plan.offsets[self.buffer_of[name]]
+        return self.plan.offsets[self.buffer_of[name]] + self.sub_offset.get(name, 0)
 
     @property
     def mac_overhead(self) -> float:
@@ -158,20 +159,49 @@ def scratch_bytes(graph: Graph, index: int, how: str) -> int:
 # ---- buffers ---------------------------------------------------------------------------------
 
 class _Groups:
-    """Union-find over tensor names that share one buffer."""
+    """Union-find over tensor names that share one buffer, each at an offset inside it."""
 
     def __init__(self):
         self.parent: dict[str, str] = {}
+        self.offset: dict[str, int] = {}  # relative to the parent
 
-    def find(self, name: str) -> str:
+    def find(self, name: str) -> tuple[str, int]:
         self.parent.setdefault(name, name)
+        self.offset.setdefault(name, 0)
+        total = 0
         while self.parent[name] != name:
-            self.parent[name] = self.parent[self.parent[name]]
+            total += self.offset[name]
             name = self.parent[name]
-        return name
+        return name, total
 
-    def join(self, a: str, b: str) -> None:
-        self.parent[self.find(b)] = self.find(a)
+    def join(self, a: str, b: str, delta: int = 0) -> None:
+        """Put b's buffer `delta` bytes after a's start."""
+        root_a, off_a = self.find(a)
+        root_b, off_b = self.find(b)
+        if root_a != root_b:
+            self.parent[root_b] = root_a
+            self.offset[root_b] = off_a + delta - off_b
+
+
+def overlap_delta(graph: Graph, stage: PatchStage) -> int | None:
+    """How far after the stage input's start the stage output may begin so that no patch
+    overwrites input rows a later patch still reads (patches run in raster order): the stage
+    output reuses the consumed rows of the input. None when the input must stay whole."""
+    source = graph.ops[stage.first].inputs[0]
+    users = [i for i, op in enumerate(graph.ops) if source in op.inputs]
+    src, dst = graph.tensors[source], graph.tensors[graph.ops[stage.last].outputs[0]]
+    if users != [stage.first] or source in graph.outputs or len(stage.out_regions) < 2:
+        return None
+    _, _, width, channels = src.shape
+    _, _, out_width, out_channels = dst.shape
+    delta = None
+    for p in range(len(stage.out_regions) - 1):
+        written = stage.out_regions[p][-1]
+        last_byte = ((written.y1 - 1) * out_width + written.x1) * out_channels
+        first_needed = min((stage.in_regions[q][0].y0 * width + stage.in_regions[q][0].x0) * channels
+                           for q in range(p + 1, len(stage.out_regions)))
+        delta = first_needed - last_byte if delta is None else min(delta, first_needed - last_byte)
+    return delta
 
 
 def choose_inplace(graph: Graph, stage: PatchStage | None = None) -> dict[int, tuple[str, str]]:
@@ -205,7 +235,10 @@ def build_schedule(graph: Graph, stage: PatchStage | None = None, inplace: bool 
         modes = {i: m for i, m in inplace.items() if not stage or i not in stage.ops}
     if stream_input and not can_stream(graph, stage):
         raise ValueError("input streaming needs a patch stage that starts at the graph input")
-    buffers, buffer_of, scratch = _buffers(graph, stage, modes, last, stream_input)
+    layouts = [_buffers(graph, stage, modes, last, stream_input)]
+    if stage and not stream_input and overlap_delta(graph, stage) is not None:
+        layouts.append(_buffers(graph, stage, modes, last, stream_input, overlap=True))
+    buffers, buffer_of, scratch, sub_offset = min(layouts, key=lambda layout: lower_bound(layout[0]))
     plan = plan_memory(buffers)
     check_no_overlap(plan, buffers)
     macs = sum(op_macs(graph, op) for op in graph.ops)
@@ -214,7 +247,7 @@ def build_schedule(graph: Graph, stage: PatchStage | None = None, inplace: bool 
         executed += stage_executed_macs(graph, stage) - sum(op_macs(graph, graph.ops[i]) for i in stage.ops)
     tiles = {i: f"tile{i}" for i in range(stage.first, stage.last)} if stage else {}
     return Schedule(graph, stage, {i: how for i, (how, _) in modes.items()}, scratch, buffer_of, buffers,
-                    plan, macs, executed, tiles, stream_input)
+                    plan, macs, executed, tiles, stream_input, sub_offset)
 
 
 def can_stream(graph: Graph, stage: PatchStage | None) -> bool:
@@ -224,10 +257,12 @@ def can_stream(graph: Graph, stage: PatchStage | None) -> bool:
     return source == graph.inputs[0] and [i for i, op in enumerate(graph.ops) if source in op.inputs] == [stage.first]
 
 
-def _buffers(graph, stage, modes, last, stream_input=False):
+def _buffers(graph, stage, modes, last, stream_input=False, overlap=False):
     """Buffers with lifetimes for a schedule: in-place ops share their input's buffer, stage
     intermediates become tiles, in-place ops get their scratch; a streamed input becomes a tile
-    of the first stage op's input."""
+    of the first stage op's input; with overlap, the stage output shares the stage input's
+    buffer (see overlap_delta). Returns (buffers, tensor -> buffer, scratch bytes per op,
+    tensor -> offset inside its buffer)."""
     in_stage = set(stage.ops) if stage else set()
     tiles_of = {i: f"tile{i}" for i in range(stage.first, stage.last)} if stage else {}
     groups = _Groups()
@@ -235,6 +270,9 @@ def _buffers(graph, stage, modes, last, stream_input=False):
     for i, (how, source) in modes.items():
         scratch[i] = scratch_bytes(graph, i, how)
         groups.join(source, graph.ops[i].outputs[0])
+    if overlap:
+        groups.join(graph.ops[stage.first].inputs[0], graph.ops[stage.last].outputs[0],
+                    overlap_delta(graph, stage))
     # lifetimes per tensor (full tensors only; stage intermediates become tiles)
     spans: dict[str, list[int]] = {}
 
@@ -262,15 +300,19 @@ def _buffers(graph, stage, modes, last, stream_input=False):
     for name in graph.outputs:
         touch(name, len(graph.ops) + 1)
     merged: dict[str, list[int]] = {}
-    sizes: dict[str, int] = {}
-    buffer_of = {}
+    extent: dict[str, list[int]] = {}   # root -> [lowest start, highest end] of its members
+    buffer_of, sub_offset = {}, {}
     for name, (lo, hi) in spans.items():
-        root = groups.find(name)
+        root, offset = groups.find(name)
         buffer_of[name] = root
+        sub_offset[name] = offset
         span = merged.setdefault(root, [lo, hi])
         span[0], span[1] = min(span[0], lo), max(span[1], hi)
-        sizes[root] = max(sizes.get(root, 0), graph.tensors[name].nbytes)
-    buffers = [Buffer(root, sizes[root], lo, hi) for root, (lo, hi) in merged.items()]
+        ext = extent.setdefault(root, [offset, offset + graph.tensors[name].nbytes])
+        ext[0], ext[1] = min(ext[0], offset), max(ext[1], offset + graph.tensors[name].nbytes)
+    for name in sub_offset:
+        sub_offset[name] -= extent[buffer_of[name]][0]
+    buffers = [Buffer(root, extent[root][1] - extent[root][0], lo, hi) for root, (lo, hi) in merged.items()]
     for i, size in scratch.items():
         if size:
             buffers.append(Buffer(f"scratch{i}", size, i + 1, i + 1))
@@ -287,7 +329,7 @@ def _buffers(graph, stage, modes, last, stream_input=False):
             size *= graph.tensors[graph.inputs[0]].nbytes // graph.tensors[graph.inputs[0]].size
             buffers.append(Buffer("input_tile", size, stage.first + 1, stage.first + 1))
             buffer_of["input_tile"] = "input_tile"
-    return buffers, buffer_of, scratch
+    return buffers, buffer_of, scratch, sub_offset
 
 
 # ---- search ----------------------------------------------------------------------------------
@@ -308,11 +350,11 @@ def optimistic_bound(graph: Graph, stage: PatchStage | None, stream_input: bool 
     """A lower bound on the arena of any in-place choice for this stage: live bytes per step with
     every legal in-place op sharing its input's bytes exactly at its own step."""
     last = last_uses(graph)
-    buffers = _buffers(graph, stage, {}, last, stream_input)[0]
-    live = [0] * (len(graph.ops) + 2)
-    for b in buffers:
-        for step in range(b.first, b.last + 1):
-            live[step] += b.size
+    layouts = [_buffers(graph, stage, {}, last, stream_input)[0]]
+    if stage and not stream_input and overlap_delta(graph, stage) is not None:
+        layouts.append(_buffers(graph, stage, {}, last, stream_input, overlap=True)[0])
+    live = [min(sum(b.size for b in buffers if b.first <= step <= b.last) for buffers in layouts)
+            for step in range(len(graph.ops) + 2)]
     in_stage = set(stage.ops) if stage else set()
     for i in range(len(graph.ops)):
         found = None if i in in_stage else inplace_kind(graph, i, last)
