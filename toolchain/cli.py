@@ -12,6 +12,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from quantize import DEFAULT_METHOD, METHODS
+
 from .errors import UserError
 
 console = Console()
@@ -53,7 +55,39 @@ def _progress():
     def step(message: str):
         status.update(message)
     step.stop = status.stop
+    step.start = status.start
     return step
+
+
+def _bar(step, description: str):
+    """A progress bar for (done, total) callbacks, shown in place of the status line while it runs."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    state = {}
+
+    def update(done: int, total: int):
+        if "bar" not in state:
+            step.stop()
+            state["bar"] = Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(),
+                                    TimeRemainingColumn(), console=console, transient=True)
+            state["bar"].start()
+            state["task"] = state["bar"].add_task(description, total=total)
+        state["bar"].update(state["task"], completed=done)
+        if done >= total:
+            state.pop("bar").stop()
+            step.start()
+    return update
+
+
+def _shape(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        shape = tuple(int(d) for d in value.replace("x", ",").split(","))
+    except ValueError:
+        raise click.BadParameter(f"'{value}' is not a shape like 1,3,32,32") from None
+    if not shape or min(shape) <= 0:
+        raise click.BadParameter(f"'{value}' is not a shape of positive sizes like 1,3,32,32")
+    return shape
 
 
 @main.command()
@@ -71,7 +105,15 @@ def _progress():
 @click.option("--stream-input", is_flag=True,
               help="The model reads its input patch by patch through a reader callback "
                    "(model_invoke_streamed), so the whole input never sits in the arena.")
-def convert(model, target, out_dir, io, prefix, patch, max_mac_overhead, stream_input):
+@click.option("--calib", type=click.Path(path_type=Path), default=None,
+              help="Float models: calibration samples for int8, .npy or .npz (key x), float32, "
+                   "in the model's own input layout (e.g. N,3,32,32 for PyTorch/ONNX).")
+@click.option("--calib-method", type=click.Choice(METHODS), default=DEFAULT_METHOD,
+              show_default=True, help="How calibration picks each activation's range.")
+@click.option("--input-shape", callback=_shape, default=None,
+              help="PyTorch files that record no input shape (scripted or pickled modules): e.g. 1,3,32,32.")
+def convert(model, target, out_dir, io, prefix, patch, max_mac_overhead, stream_input, calib, calib_method,
+            input_shape):
     """Convert MODEL into a C project (and TFLite artifacts) in an output folder."""
     from .pipeline import convert as run_convert
     if not prefix.isidentifier():
@@ -81,7 +123,9 @@ def convert(model, target, out_dir, io, prefix, patch, max_mac_overhead, stream_
     try:
         step(f"converting {model}")
         report = run_convert(model, target, out_dir, io=io, prefix=prefix, patch=patch,
-                             max_mac_overhead=max_mac_overhead, stream_input=stream_input)
+                             max_mac_overhead=max_mac_overhead, stream_input=stream_input, calib=calib,
+                             calib_method=calib_method, input_shape=input_shape,
+                             calib_progress=_bar(step, "calibrating"))
     finally:
         step.stop()
     mem, compute = report["memory"], report["compute"]

@@ -11,16 +11,20 @@ from pathlib import Path
 import numpy as np
 
 from patch_inference.memory_planner import graph_buffers, plan_memory
+from quantize import DEFAULT_METHOD, load_calibration, post_training_quantize
 from patch_inference.schedule import build_schedule, parse_patch_option, search_schedule
 from targets import build as target_build
+from targets.bundle import is_bundle_target, write_bundle
 from targets.c_emitter import boundary, emit_c_project, write_test_inputs
 from targets.registry import get_target
+from targets.tflite_export import export_tflite
 
 from . import report as report_mod
 from . import tflm
 from .analysis import layer_table, op_macs
 from .errors import UserError
 from .importers import load_model
+from .importers.tflite import import_tflite
 from .ir import Graph
 from .passes import fold_pad_into_conv, strip_float_io
 from .reference import run_reference
@@ -33,6 +37,31 @@ MODEL_FILE = "tflite/model_int8.tflite"
 def prepare_graph(model_path: Path, io: str) -> Graph:
     graph = load_model(model_path)
     return strip_float_io(graph) if io == "int8" else graph
+
+
+def is_float_model(graph: Graph) -> bool:
+    return all(t.quant is None for t in graph.tensors.values())
+
+
+def import_int8(model_path: Path, calib: Path | None = None, calib_method: str = DEFAULT_METHOD,
+                input_shape: tuple[int, ...] | None = None, calib_progress=None) -> tuple[Graph, dict[str, bytes]]:
+    """The int8 graph to deploy and the TFLite artifacts (file name -> bytes). An int8 TFLite model
+    is taken as it is; a float model is calibrated on `calib`, quantized, and written as
+    model_float32/float16/int8.tflite. The graph is read back from model_int8.tflite, so convert
+    and verify see the same file."""
+    graph = load_model(model_path, input_shape)
+    if not is_float_model(graph):
+        if calib is not None:
+            raise UserError(f"{model_path}: already quantized; --calib is for float models")
+        return graph, {"model_int8.tflite": Path(model_path).read_bytes()}
+    if calib is None:
+        raise UserError(f"{model_path}: a float model needs calibration data for int8: pass --calib FILE "
+                        f"(.npy, or .npz with key 'x', float32 samples in the model's own input layout)")
+    quantized = post_training_quantize(graph, load_calibration(calib, graph), calib_method, progress=calib_progress)
+    artifacts = {"model_float32.tflite": export_tflite(graph),
+                 "model_float16.tflite": export_tflite(graph, float16_weights=True),
+                 "model_int8.tflite": export_tflite(quantized)}
+    return import_tflite(artifacts["model_int8.tflite"], str(model_path)), artifacts
 
 
 def random_inputs(graph: Graph, count: int, seed: int = 0) -> list[np.ndarray]:
@@ -85,10 +114,12 @@ def make_schedule(graph: Graph, patch: str = "auto", max_mac_overhead: float = 0
 
 def convert(model_path: str | Path, target: str, out_dir: str | Path, io: str = "model",
             prefix: str = "model", patch: str = "auto", max_mac_overhead: float = 0.10,
-            stream_input: bool = False, progress=None) -> dict:
+            stream_input: bool = False, progress=None, calib: str | Path | None = None,
+            calib_method: str = DEFAULT_METHOD, input_shape: tuple[int, ...] | None = None, calib_progress=None) -> dict:
     model_path, out_dir = Path(model_path), Path(out_dir)
     get_target(target)
-    graph = prepare_graph(model_path, io)
+    graph, artifacts = import_int8(model_path, calib and Path(calib), calib_method, input_shape, calib_progress)
+    graph = strip_float_io(graph) if io == "int8" else graph
     schedule = make_schedule(graph, patch, max_mac_overhead, stream_input)
     inputs = random_inputs(graph, DEFAULT_TEST_INPUTS)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -97,9 +128,13 @@ def convert(model_path: str | Path, target: str, out_dir: str | Path, io: str = 
         facts = emit_c_project(schedule, tmp / "c", inputs, prefix)
         np.save(tmp / "c" / "harness" / "test_inputs.npy", np.stack(inputs))
         (tmp / "tflite").mkdir()
-        shutil.copyfile(model_path, tmp / MODEL_FILE)
+        for name, data in artifacts.items():
+            (tmp / "tflite" / name).write_bytes(data)
+        if is_bundle_target(target):
+            write_bundle(tmp, target, artifacts, model_path.name, prefix)
         settings = {"source": model_path.name, "io": io, "prefix": prefix, "target": target,
-                    "patch": patch, "max_mac_overhead": max_mac_overhead, "stream_input": stream_input}
+                    "patch": patch, "max_mac_overhead": max_mac_overhead, "stream_input": stream_input,
+                    "calib": calib and str(calib), "calib_method": calib_method if calib else None}
         (tmp / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
         report = build_report(schedule, facts, target, settings)
         report_mod.write(tmp, report)

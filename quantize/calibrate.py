@@ -1,0 +1,100 @@
+"""Calibration: read the user's sample inputs, run the float model on them, and keep per-tensor
+statistics (min/max, then a histogram within them) from which quantize.ranges picks each range."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from toolchain.errors import UserError
+from toolchain.float_reference import run_float
+from toolchain.ir import Graph
+
+HISTOGRAM_BINS = 2048
+CALIB_HELP = "a .npy, or .npz with key 'x', of float32 samples in the model's own input layout"
+
+
+def load_calibration(path: str | Path, graph: Graph) -> np.ndarray:
+    """The samples in `path` as (N, *input shape without batch), float32, checked against `graph`."""
+    path = Path(path)
+    if len(graph.inputs) != 1:
+        raise UserError(f"calibration supports models with one input; this one has {len(graph.inputs)}")
+    shape = graph.tensors[graph.inputs[0]].shape
+    if not path.is_file():
+        raise UserError(f"{path}: no such calibration file (expected {CALIB_HELP})")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise UserError(f"{path}: cannot read calibration data ({type(exc).__name__}; expected {CALIB_HELP})") from None
+    if isinstance(data, np.lib.npyio.NpzFile):
+        if "x" not in data.files:
+            raise UserError(f"{path}: .npz has no key 'x' (keys: {', '.join(data.files) or 'none'})")
+        data = data["x"]
+    if data.dtype != np.float32:
+        raise UserError(f"{path}: calibration data is {data.dtype}, expected float32 already scaled the way "
+                        f"the model expects (shape [N, {', '.join(map(str, shape[1:]))}])")
+    if data.shape[1:] != shape[1:] and data.shape != shape[1:]:
+        raise UserError(f"{path}: calibration data has shape {list(data.shape)}, the model input is "
+                        f"{list(shape)}: expected [N, {', '.join(map(str, shape[1:]))}] in the model's own layout")
+    samples = data.reshape((-1,) + tuple(shape[1:]))
+    if len(samples) == 0:
+        raise UserError(f"{path}: calibration data holds no samples")
+    if not np.isfinite(samples).all():
+        raise UserError(f"{path}: calibration data contains NaN or infinite values")
+    return samples
+
+
+@dataclass
+class TensorStats:
+    """What calibration saw of one float tensor."""
+    low: float
+    high: float
+    # HISTOGRAM_BINS counts over [low, high] of the non-zero values: int8 holds 0 exactly whatever
+    # the range, so ReLU's dead half and padding would only weigh the choice towards tiny ranges.
+    histogram: np.ndarray | None = None
+
+    def edges(self) -> np.ndarray:
+        return np.linspace(self.low, self.high, HISTOGRAM_BINS + 1)
+
+
+def _run_all(graph: Graph, samples: np.ndarray, step, visit) -> None:
+    shape = graph.tensors[graph.inputs[0]].shape
+    for sample in samples:
+        values = run_float(graph, [sample.reshape(shape)], keep=True)
+        for name, value in values.items():
+            if not graph.tensors[name].is_const:
+                visit(name, value)
+        step()
+
+
+def collect_stats(graph: Graph, samples: np.ndarray, histograms: bool = True, progress=None) -> dict[str, TensorStats]:
+    """Min/max of every activation over all samples; with histograms=True a second pass bins the
+    values within them. progress(done, total) is called after each float inference."""
+    total = len(samples) * (2 if histograms else 1)
+    done = [0]
+
+    def step():
+        done[0] += 1
+        if progress is not None:
+            progress(done[0], total)
+
+    stats: dict[str, TensorStats] = {}
+
+    def extremes(name, value):
+        low, high = float(value.min()), float(value.max())
+        if name in stats:
+            stats[name].low, stats[name].high = min(stats[name].low, low), max(stats[name].high, high)
+        else:
+            stats[name] = TensorStats(low, high)
+
+    _run_all(graph, samples, step, extremes)
+    if histograms:
+        def binned(name, value):
+            s = stats[name]
+            if s.histogram is None:
+                s.histogram = np.zeros(HISTOGRAM_BINS, np.int64)
+            if s.high > s.low:
+                s.histogram += np.histogram(value[value != 0], bins=HISTOGRAM_BINS, range=(s.low, s.high))[0]
+        _run_all(graph, samples, step, binned)
+    return stats

@@ -1,0 +1,172 @@
+"""Post-training quantization: a float32 graph and per-tensor real ranges -> an int8 graph in
+TensorFlow Lite's int8 scheme, which the int8 lowering, reference executor and C emitter run as is.
+
+- weights: symmetric int8 in [-127, 127], per output channel for conv (axis 0, OHWI) and
+  depthwise conv (axis 3, 1HWO), per tensor for fully connected;
+- bias: int32 with scale input_scale * weight_scale (per channel), zero point 0;
+- activations: asymmetric int8 over their calibrated range (widened to hold 0);
+- ops that move values without computing new ones (pools, reshape, pad, transpose, relu6) keep
+  their input's quantization, as TFLite does; softmax outputs 1/256 with zero point -128 (TFLM
+  requires it); concatenation inputs share the output's quantization (a free producer adopts it,
+  anything else is requantized);
+- the float boundary stays: QUANTIZE after each float input, DEQUANTIZE before each output.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from toolchain.errors import UserError
+from toolchain.ir import Graph, Op, QuantParams, Tensor
+
+from .ranges import affine_params
+
+SAME_AS_INPUT = ("avg_pool2d", "max_pool2d", "reshape", "pad", "transpose", "relu6")
+WEIGHT_AXIS = {"conv2d": 0, "depthwise_conv2d": 3, "fully_connected": None}
+SOFTMAX_PARAMS = (float(np.float32(1.0 / 256)), -128)
+INT32_MAX = (1 << 31) - 1
+
+
+def _interval(params: tuple[float, int]) -> tuple[float, float]:
+    scale, zp = params
+    return (-128 - zp) * scale, (127 - zp) * scale
+
+
+def activation_params(graph: Graph, ranges: dict[str, tuple[float, float]]) -> dict[str, tuple[float, int]]:
+    """(scale, zero point) of every activation: calibrated, then TFLite's constraints in op order."""
+    params = {name: affine_params(*ranges[name]) for name in graph.activations()}
+    for op in graph.ops:
+        out = op.outputs[0]
+        if op.kind == "softmax":
+            params[out] = SOFTMAX_PARAMS
+        elif op.kind in SAME_AS_INPUT:
+            params[out] = params[op.inputs[0]]
+        elif op.kind == "concat":
+            spans = [_interval(params[n]) for n in op.inputs if not graph.tensors[n].is_const]
+            params[out] = affine_params(min(s[0] for s in spans), max(s[1] for s in spans))
+            for name in op.inputs:
+                producer = graph.producer(name)
+                if (producer is not None and graph.ops[producer].kind not in SAME_AS_INPUT + ("softmax", "concat")
+                        and graph.consumers(name) == [graph.ops.index(op)] and name not in graph.outputs):
+                    params[name] = params[out]
+    return params
+
+
+def _int8_tensor(name: str, shape, params: tuple[float, int], data=None) -> Tensor:
+    scale, zp = params
+    return Tensor(name, tuple(shape), "int8", data,
+                  QuantParams(np.array([scale], np.float32), np.array([zp], np.int64)))
+
+
+def quantize_weights(w: np.ndarray, axis: int | None, bias: np.ndarray | None, input_scale: float):
+    """Symmetric int8 weights and their scales (per channel along `axis`, else per tensor). A scale
+    grows where the bias would not fit int32 at input_scale * weight_scale."""
+    w = w.astype(np.float64)
+    if axis is None:
+        peak = np.array([np.abs(w).max()])
+    else:
+        peak = np.abs(np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)).max(axis=1)
+    scales = np.where(peak > 0, peak / 127.0, 1.0)
+    if bias is not None:
+        need = np.abs(bias.astype(np.float64)) / (input_scale * INT32_MAX)
+        scales = np.maximum(scales, need.max() if axis is None else need)
+    scales = scales.astype(np.float32)
+    shape = [1] * w.ndim
+    if axis is not None:
+        shape[axis] = -1
+    q = np.clip(np.round(w / scales.astype(np.float64).reshape(shape)), -127, 127).astype(np.int8)
+    return q, scales
+
+
+def quantize_bias(bias: np.ndarray, input_scale: float, weight_scales: np.ndarray, units: int) -> tuple:
+    scales = (np.float64(np.float32(input_scale)) * weight_scales.astype(np.float64)).astype(np.float32)
+    full = np.broadcast_to(scales, (units,)).astype(np.float64)
+    q = np.clip(np.round(bias.astype(np.float64) / full), -INT32_MAX - 1, INT32_MAX).astype(np.int32)
+    return q, scales
+
+
+def check_float(graph: Graph) -> None:
+    for name in graph.activations():
+        t = graph.tensors[name]
+        if t.dtype != "float32" or t.quant is not None:
+            raise UserError(f"tensor '{name}' is {t.dtype}{' (quantized)' if t.quant else ''}: "
+                            f"post-training quantization starts from a float32 model")
+    for op in graph.ops:
+        if op.kind in ("quantize", "dequantize"):
+            raise UserError(f"op {op.name or op.kind}: the float model already has {op.kind.upper()} ops")
+        if op.kind == "pad" and op.attrs.get("pad_value", 0) != 0:
+            raise UserError(f"op {op.name or op.kind}: padding with {op.attrs['pad_value']} instead of 0 "
+                            f"is not supported for int8")
+
+
+def quantize_graph(graph: Graph, ranges: dict[str, tuple[float, float]]) -> Graph:
+    check_float(graph)
+    params = activation_params(graph, ranges)
+    tensors: dict[str, Tensor] = {}
+    ops: list[Op] = []
+    int8_name: dict[str, str] = {}
+
+    def unique(name: str) -> str:
+        base, k = name, 1
+        while name in tensors:
+            name, k = f"{base}#{k}", k + 1
+        return name
+
+    def constant(name: str, data: np.ndarray, dtype: str, scales, zero_points, axis) -> str:
+        name = unique(name)
+        tensors[name] = Tensor(name, data.shape, dtype, data,
+                               QuantParams(np.asarray(scales, np.float32).reshape(-1),
+                                           np.asarray(zero_points, np.int64).reshape(-1), axis))
+        return name
+
+    for name in graph.inputs:
+        t = graph.tensors[name]
+        tensors[name] = Tensor(name, t.shape, "float32")
+        int8_name[name] = unique(f"{name}_int8")
+        tensors[int8_name[name]] = _int8_tensor(int8_name[name], t.shape, params[name])
+        ops.append(Op("quantize", [name], [int8_name[name]], {}, name=f"quantize {name}"))
+
+    for op in graph.ops:
+        inputs = []
+        out = op.outputs[0]
+        for position, name in enumerate(op.inputs):
+            t = graph.tensors[name]
+            if not t.is_const:
+                inputs.append(_requantized(int8_name[name], params[out], tensors, ops, unique)
+                              if op.kind == "concat" else int8_name[name])
+            elif op.kind in WEIGHT_AXIS and position == 1:
+                in_scale = params[op.inputs[0]][0]
+                bias = graph.tensors[op.inputs[2]].data if len(op.inputs) > 2 else None
+                q, w_scales = quantize_weights(t.data, WEIGHT_AXIS[op.kind], bias, in_scale)
+                axis = WEIGHT_AXIS[op.kind]
+                inputs.append(constant(name, q, "int8", w_scales, np.zeros(w_scales.size), axis))
+            elif op.kind in WEIGHT_AXIS and position == 2:
+                w_q = tensors[inputs[1]]
+                q, b_scales = quantize_bias(t.data, params[op.inputs[0]][0], w_q.quant.scale, t.shape[0])
+                inputs.append(constant(name, q, "int32", b_scales, np.zeros(b_scales.size),
+                                       0 if b_scales.size > 1 else None))
+            else:  # an operand of add/mul/concat: per-tensor, the concat's own grid
+                p = params[out] if op.kind == "concat" else affine_params(float(t.data.min()), float(t.data.max()))
+                q = np.clip(np.round(t.data / p[0]) + p[1], -128, 127).astype(np.int8)
+                inputs.append(constant(name, q, "int8", [p[0]], [p[1]], None))
+        int8_name[out] = unique(f"{out}_int8") if out in graph.outputs else out
+        tensors[int8_name[out]] = _int8_tensor(int8_name[out], graph.tensors[out].shape, params[out])
+        # PAD's value is 0.0 in float and the zero point (the default) in int8
+        attrs = {k: v for k, v in op.attrs.items() if not (op.kind == "pad" and k == "pad_value")}
+        ops.append(replace(op, inputs=inputs, outputs=[int8_name[out]], attrs=attrs))
+
+    for name in graph.outputs:
+        tensors[name] = Tensor(name, graph.tensors[name].shape, "float32")
+        ops.append(Op("dequantize", [int8_name[name]], [name], {}, name=f"dequantize {name}"))
+    return Graph(tensors=tensors, ops=ops, inputs=list(graph.inputs), outputs=list(graph.outputs))
+
+
+def _requantized(name: str, want: tuple[float, int], tensors, ops, unique) -> str:
+    t = tensors[name]
+    if (t.scale(), t.zero_point()) == (float(np.float32(want[0])), want[1]):
+        return name
+    new = unique(f"{name}/requantized")
+    tensors[new] = _int8_tensor(new, t.shape, want)
+    ops.append(Op("quantize", [name], [new], {}, name=f"requantize {name}"))
+    return new
