@@ -8,9 +8,10 @@ from benchmarks.shared_models import MODELS, real_float_inputs
 from toolchain.errors import UserError
 from toolchain.float_reference import run_float
 from toolchain.importers import load_model
+from toolchain.importers.keras import load_keras
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-tf = pytest.importorskip("tensorflow")  # part of the frameworks extra that `make setup` installs
+import tensorflow as tf  # noqa: E402
 
 TOLERANCE = 1e-4  # relative to the largest output magnitude (the acceptance bound)
 
@@ -24,17 +25,11 @@ def relative_error(ours, ref):
     return float(np.abs(ours - ref).max() / np.abs(ref).max())
 
 
-def keras_model(path):
-    from toolchain.importers.keras import _depthwise_without_groups
-    return tf.keras.models.load_model(str(path), compile=False,
-                                      custom_objects={"DepthwiseConv2D": _depthwise_without_groups(tf.keras)})
-
-
 @pytest.mark.parametrize("name", KERAS)
 def test_h5_matches_keras(name):
     path = MODELS / "mlperf_tiny" / name
     graph = load_model(path)
-    model = keras_model(path)
+    model = load_keras(path)
     for _, image in real_float_inputs(KERAS[name]):
         ref = model(image[None], training=False).numpy()
         assert relative_error(run_float(graph, [image[None]])[0], ref) <= TOLERANCE

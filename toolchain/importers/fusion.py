@@ -73,18 +73,25 @@ def fuse_activations(graph: Graph) -> Graph:
     return graph if len(ops) == len(graph.ops) else _without(graph, ops)
 
 
-def drop_identity_reshapes(graph: Graph) -> Graph:
-    """A reshape to its input's own shape (what layout changes of 1-sized axes leave behind)."""
-    ops, rename = [], {}
+def simplify_reshapes(graph: Graph) -> Graph:
+    """A reshape reads straight from the start of a reshape chain (element order never changes),
+    a reshape to its input's own shape goes, and so does a reshape nobody reads any more: what
+    layout changes of 1-sized axes and Flatten leave behind."""
+    ops, rename, source = [], {}, {}
     for op in graph.ops:
         op = replace(op, inputs=[rename.get(n, n) for n in op.inputs])
-        src, dst = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
-        if op.kind == "reshape" and src.shape == dst.shape and op.outputs[0] not in graph.outputs:
-            rename[op.outputs[0]] = op.inputs[0]
-            continue
+        if op.kind == "reshape":
+            op = replace(op, inputs=[source.get(op.inputs[0], op.inputs[0])])
+            if graph.tensors[op.inputs[0]].shape == graph.tensors[op.outputs[0]].shape \
+                    and op.outputs[0] not in graph.outputs:
+                rename[op.outputs[0]] = op.inputs[0]
+                continue
+            source[op.outputs[0]] = op.inputs[0]
         ops.append(op)
-    return graph if not rename else _without(graph, ops)
+    read = set(graph.outputs) | {n for op in ops for n in op.inputs}
+    kept = [op for op in ops if op.kind != "reshape" or op.outputs[0] in read]
+    return graph if kept == list(graph.ops) else _without(graph, kept)
 
 
 def simplify(graph: Graph) -> Graph:
-    return fuse_activations(fold_batch_norm(drop_identity_reshapes(graph)))
+    return fuse_activations(fold_batch_norm(simplify_reshapes(graph)))

@@ -31,9 +31,10 @@ def _depthwise_without_groups(keras):
     return DepthwiseConv2D
 
 
-def saved_model_to_tflite(saved_model_dir: Path, source: str) -> bytes:
+def saved_model_to_tflite(saved_model_dir: Path, source: str, configure=None) -> bytes:
     """Convert the serving signature with its batch dimension fixed to 1: with an open batch
-    dimension, Flatten becomes SHAPE/STRIDED_SLICE/PACK in TFLite."""
+    dimension, Flatten becomes SHAPE/STRIDED_SLICE/PACK in TFLite. `configure(converter)` may set
+    converter options first (the benchmarks ask TensorFlow for its own int8 model this way)."""
     tf = _tensorflow()
     try:
         loaded = tf.saved_model.load(str(saved_model_dir))
@@ -52,23 +53,29 @@ def saved_model_to_tflite(saved_model_dir: Path, source: str) -> bytes:
                             f"(only the batch dimension may be open; it becomes 1)")
         fixed.append(tf.TensorSpec((1,) + shape[1:], specs[name].dtype, name=name))
     serve = tf.function(lambda *xs: signature(**dict(zip(names, xs))), input_signature=fixed)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], loaded)
+    if configure is not None:
+        configure(converter)
     try:
-        return tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], loaded).convert()
+        return converter.convert()
     except Exception as exc:
         raise UserError(f"{source}: TensorFlow could not convert the model to TFLite: {first_line(exc)}") from None
 
 
-def keras_to_tflite(path: Path) -> bytes:
-    tf = _tensorflow()
-    keras = tf.keras
+def load_keras(path: Path):
+    keras = _tensorflow().keras
     try:
-        model = keras.models.load_model(str(path), compile=False, custom_objects={
+        return keras.models.load_model(str(path), compile=False, custom_objects={
             "DepthwiseConv2D": _depthwise_without_groups(keras)})
     except Exception as exc:
         raise UserError(f"{path}: Keras cannot load this model: {first_line(exc)}") from None
+
+
+def keras_to_tflite(path: Path, configure=None) -> bytes:
+    model = load_keras(path)
     with tempfile.TemporaryDirectory(prefix="tinydeploy-savedmodel-") as tmp:
         model.export(tmp, format="tf_saved_model", verbose=False)
-        return saved_model_to_tflite(Path(tmp), str(path))
+        return saved_model_to_tflite(Path(tmp), str(path), configure)
 
 
 def import_keras(path: Path) -> Graph:

@@ -70,7 +70,14 @@ def import_torch(path: Path, names: list[str], input_shape: tuple[int, ...] | No
         import torch
     except ImportError:
         raise UserError("importing PyTorch models needs torch (see REFERENCE.md for the pinned CPU build)") from None
-    kind = _archive_kind(names)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # load-time and exporter deprecation and tracer notices
+        onnx_bytes = _to_onnx(torch, path, _archive_kind(names), input_shape)
+    from .onnx import import_onnx
+    return import_onnx(onnx_bytes, str(path))
+
+
+def _to_onnx(torch, path: Path, kind: str, input_shape) -> bytes:
     try:
         loader = {"ExportedProgram": _exported_program, "TorchScript": _torchscript, "pickle": _pickled_module}[kind]
         module, shapes = loader(torch, path)
@@ -93,13 +100,11 @@ def import_torch(path: Path, names: list[str], input_shape: tuple[int, ...] | No
     example = tuple(torch.zeros(s) for s in shapes)
     buffer = io.BytesIO()
     try:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notices
+        with torch.no_grad():
             # PRESERVE: an ExportedProgram's module refuses train()/eval(); the others are in eval already.
             torch.onnx.export(module, example, buffer, dynamo=False, opset_version=OPSET,
                               training=torch.onnx.TrainingMode.PRESERVE,
                               input_names=[f"input_{i}" if len(shapes) > 1 else "input" for i in range(len(shapes))])
     except Exception as exc:
         raise UserError(f"{path}: PyTorch's ONNX export failed: {first_line(exc)}") from None
-    from .onnx import import_onnx
-    return import_onnx(buffer.getvalue(), str(path))
+    return buffer.getvalue()
