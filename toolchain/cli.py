@@ -64,14 +64,15 @@ def _bar(step, description: str):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     state = {}
 
-    def update(done: int, total: int):
+    def update(done: int, total: int, note: str | None = None):
         if "bar" not in state:
             step.stop()
             state["bar"] = Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(),
                                     TimeRemainingColumn(), console=console, transient=True)
             state["bar"].start()
             state["task"] = state["bar"].add_task(description, total=total)
-        state["bar"].update(state["task"], completed=done)
+        state["bar"].update(state["task"], completed=done,
+                            description=f"{description} {note}" if note else description)
         if done >= total:
             state.pop("bar").stop()
             step.start()
@@ -112,22 +113,46 @@ def _shape(ctx, param, value):
               show_default=True, help="How calibration picks each activation's range.")
 @click.option("--input-shape", callback=_shape, default=None,
               help="PyTorch files that record no input shape (scripted or pickled modules): e.g. 1,3,32,32.")
+@click.option("--prune", "prune_ratio", type=click.FloatRange(0.0, 0.95), default=None,
+              help="Float models: remove this fraction of the MACs by structured channel pruning, "
+                   "then recover by distillation on --calib.")
+@click.option("--prune-to", "prune_budget", default=None,
+              help="Float models: the smallest pruning that meets macs=N, flash=BYTES or sram=BYTES.")
+@click.option("--prune-importance", type=click.Choice(["l1", "l2", "activation"]), default="l1",
+              show_default=True, help="Channel importance: weight magnitude or mean activation on --calib.")
+@click.option("--prune-epochs", type=click.IntRange(0, 1000), default=30, show_default=True,
+              help="Recovery epochs of distillation from the unpruned model on --calib (0: none).")
+@click.option("--labels", type=click.Path(path_type=Path), default=None,
+              help="Optional labels (.npy, one per --calib sample): recovery adds cross-entropy.")
 def convert(model, target, out_dir, io, prefix, patch, max_mac_overhead, stream_input, calib, calib_method,
-            input_shape):
+            input_shape, prune_ratio, prune_budget, prune_importance, prune_epochs, labels):
     """Convert MODEL into a C project (and TFLite artifacts) in an output folder."""
     from .pipeline import convert as run_convert
     if not prefix.isidentifier():
         raise UserError(f"--prefix '{prefix}' is not a C identifier")
+    if prune_ratio is not None and prune_budget is not None:
+        raise UserError("give --prune or --prune-to, not both")
     out_dir = out_dir or Path("out") / model.stem
     step = _progress()
+    pruning = None
+    if prune_ratio is not None or prune_budget is not None:
+        tune = _bar(step, "fine-tuning")
+        pruning = {"ratio": prune_ratio, "budget": prune_budget, "importance": prune_importance,
+                   "epochs": prune_epochs, "labels": labels and str(labels),
+                   "progress": lambda epoch, epochs, loss: tune(epoch, epochs, f"(loss {loss:.4g})")}
     try:
         step(f"converting {model}")
         report = run_convert(model, target, out_dir, io=io, prefix=prefix, patch=patch,
                              max_mac_overhead=max_mac_overhead, stream_input=stream_input, calib=calib,
                              calib_method=calib_method, input_shape=input_shape,
-                             calib_progress=_bar(step, "calibrating"))
+                             calib_progress=_bar(step, "calibrating"), pruning=pruning)
     finally:
         step.stop()
+    if "pruning" in report:
+        p = report["pruning"]
+        click.echo(f"pruned: MACs {p['macs'][0]:,} -> {p['macs'][1]:,}, params {p['params'][0]:,} -> "
+                   f"{p['params'][1]:,}, top-1 agreement with the unpruned model "
+                   f"{p['agreement_with_unpruned']['top1_agreement']:.1%} on {p['agreement_with_unpruned']['samples']} samples")
     mem, compute = report["memory"], report["compute"]
     click.echo(f"wrote {out_dir}: {len(report['layers'])} ops, {compute['macs']:,} MACs, "
                f"patch {report['plan']['patch']} (+{compute['mac_overhead']:.1%} MACs), "

@@ -44,24 +44,48 @@ def is_float_model(graph: Graph) -> bool:
 
 
 def import_int8(model_path: Path, calib: Path | None = None, calib_method: str = DEFAULT_METHOD,
-                input_shape: tuple[int, ...] | None = None, calib_progress=None) -> tuple[Graph, dict[str, bytes]]:
+                input_shape: tuple[int, ...] | None = None, calib_progress=None,
+                pruning: dict | None = None) -> tuple[Graph, dict[str, bytes]]:
     """The int8 graph to deploy and the TFLite artifacts (file name -> bytes). An int8 TFLite model
-    is taken as it is; a float model is calibrated on `calib`, quantized, and written as
-    model_float32/float16/int8.tflite. The graph is read back from model_int8.tflite, so convert
-    and verify see the same file."""
+    is taken as it is; a float model is pruned (when `pruning` asks), calibrated on `calib`,
+    quantized, and written as model_float32/float16/int8.tflite. The graph is read back from
+    model_int8.tflite, so convert and verify see the same file. `pruning` gets its report."""
     graph = load_model(model_path, input_shape)
     if not is_float_model(graph):
         if calib is not None:
             raise UserError(f"{model_path}: already quantized; --calib is for float models")
+        if pruning:
+            raise UserError(f"{model_path}: already quantized; pruning needs the float model")
         return graph, {"model_int8.tflite": Path(model_path).read_bytes()}
     if calib is None:
         raise UserError(f"{model_path}: a float model needs calibration data for int8: pass --calib FILE "
                         f"(.npy, or .npz with key 'x', float32 samples in the model's own input layout)")
-    quantized = post_training_quantize(graph, load_calibration(calib, graph), calib_method, progress=calib_progress)
+    samples = load_calibration(calib, graph)
+    if pruning:
+        graph = prune_float(graph, samples, pruning)
+    quantized = post_training_quantize(graph, samples, calib_method, progress=calib_progress)
     artifacts = {"model_float32.tflite": export_tflite(graph),
                  "model_float16.tflite": export_tflite(graph, float16_weights=True),
                  "model_int8.tflite": export_tflite(quantized)}
     return import_tflite(artifacts["model_int8.tflite"], str(model_path)), artifacts
+
+
+def prune_float(graph: Graph, samples: np.ndarray, pruning: dict) -> Graph:
+    """Prune the float graph as `pruning` asks (ratio or budget, importance, labels, epochs),
+    recover by distillation on the calibration samples, and record the report in pruning."""
+    from prune import agreement, parse_budget, prune_model
+    labels = None
+    if pruning.get("labels"):
+        labels = np.load(pruning["labels"], allow_pickle=False).reshape(-1)
+        if len(labels) != len(samples):
+            raise UserError(f"{pruning['labels']}: {len(labels)} labels for {len(samples)} calibration samples")
+    budget = parse_budget(pruning["budget"]) if pruning.get("budget") else None
+    pruned, info = prune_model(graph, ratio=pruning.get("ratio"), budget=budget,
+                               importance=pruning.get("importance", "l1"), calib=samples, labels=labels,
+                               epochs=pruning.get("epochs", 30), progress=pruning.get("progress"))
+    info["agreement_with_unpruned"] = agreement(graph, pruned, samples, labels)
+    pruning["report"] = info
+    return pruned
 
 
 def random_inputs(graph: Graph, count: int, seed: int = 0) -> list[np.ndarray]:
@@ -115,10 +139,13 @@ def make_schedule(graph: Graph, patch: str = "auto", max_mac_overhead: float = 0
 def convert(model_path: str | Path, target: str, out_dir: str | Path, io: str = "model",
             prefix: str = "model", patch: str = "auto", max_mac_overhead: float = 0.10,
             stream_input: bool = False, progress=None, calib: str | Path | None = None,
-            calib_method: str = DEFAULT_METHOD, input_shape: tuple[int, ...] | None = None, calib_progress=None) -> dict:
+            calib_method: str = DEFAULT_METHOD, input_shape: tuple[int, ...] | None = None, calib_progress=None,
+            pruning: dict | None = None) -> dict:
+    """pruning: None, or {"ratio": R | "budget": "macs=N", "importance", "labels", "epochs"}."""
     model_path, out_dir = Path(model_path), Path(out_dir)
     get_target(target)
-    graph, artifacts = import_int8(model_path, calib and Path(calib), calib_method, input_shape, calib_progress)
+    graph, artifacts = import_int8(model_path, calib and Path(calib), calib_method, input_shape, calib_progress,
+                                   pruning)
     graph = strip_float_io(graph) if io == "int8" else graph
     schedule = make_schedule(graph, patch, max_mac_overhead, stream_input)
     inputs = random_inputs(graph, DEFAULT_TEST_INPUTS)
@@ -137,6 +164,10 @@ def convert(model_path: str | Path, target: str, out_dir: str | Path, io: str = 
                     "calib": calib and str(calib), "calib_method": calib_method if calib else None}
         (tmp / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
         report = build_report(schedule, facts, target, settings)
+        if pruning:
+            report["pruning"] = pruning["report"]
+            settings["pruning"] = {k: v for k, v in pruning.items() if k in ("ratio", "budget", "importance", "epochs")}
+            (tmp / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
         report_mod.write(tmp, report)
         _replace_dir(tmp, out_dir)
     except BaseException:
