@@ -91,6 +91,11 @@ def _shape(ctx, param, value):
     return shape
 
 
+input_shape_option = click.option(
+    "--input-shape", callback=_shape, default=None,
+    help="PyTorch files that record no input shape (scripted or pickled modules): e.g. 1,3,32,32.")
+
+
 @main.command()
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--target", "-t", default="host", show_default=True, help="Target core or board (see `tinydeploy targets`).")
@@ -111,8 +116,7 @@ def _shape(ctx, param, value):
                    "in the model's own input layout (e.g. N,3,32,32 for PyTorch/ONNX).")
 @click.option("--calib-method", type=click.Choice(METHODS), default=DEFAULT_METHOD,
               show_default=True, help="How calibration picks each activation's range.")
-@click.option("--input-shape", callback=_shape, default=None,
-              help="PyTorch files that record no input shape (scripted or pickled modules): e.g. 1,3,32,32.")
+@input_shape_option
 @click.option("--prune", "prune_ratio", type=click.FloatRange(0.0, 0.95), default=None,
               help="Float models: remove this fraction of the MACs by structured channel pruning, "
                    "then recover by distillation on --calib.")
@@ -188,12 +192,13 @@ def verify(out_dir, target, inputs, extra_cflags):
 @main.command()
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--io", "io", type=click.Choice(["model", "int8"]), default="model", show_default=True)
-def inspect(model, io):
+@input_shape_option
+def inspect(model, io, input_shape):
     """Per-layer table: op, shapes, params, MACs, live bytes."""
     from patch_inference.memory_planner import graph_buffers, plan_memory
     from .analysis import layer_table
     from .pipeline import optimize, prepare_graph
-    graph = optimize(prepare_graph(model, io))
+    graph = optimize(prepare_graph(model, io, input_shape))
     buffers = graph_buffers(graph)
     rows = layer_table(graph, buffers)
     table = Table(title=f"{model.name}: {len(rows)} ops")

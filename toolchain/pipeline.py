@@ -34,8 +34,8 @@ DEFAULT_TEST_INPUTS = 20
 MODEL_FILE = "tflite/model_int8.tflite"
 
 
-def prepare_graph(model_path: Path, io: str) -> Graph:
-    graph = load_model(model_path)
+def prepare_graph(model_path: Path, io: str, input_shape: tuple[int, ...] | None = None) -> Graph:
+    graph = load_model(model_path, input_shape)
     return strip_float_io(graph) if io == "int8" else graph
 
 

@@ -18,7 +18,7 @@ from toolchain.reference import run_reference
 
 sys.path.insert(0, str(REPO / "tests" / "toolchain"))
 from test_cli_errors import assert_one_line_failure, run_cli  # noqa: E402
-from test_importers_onnx import Small, export  # noqa: E402
+from test_importers_onnx import Small, Zoo, export  # noqa: E402
 
 EXAMPLE = REPO / "examples" / "mnist_torch"
 CALIB = EXAMPLE / "calib.npz"
@@ -35,6 +35,16 @@ def test_onnx_to_verified_c(tmp_path, io):
     settings = json.loads((out / "convert.json").read_text())
     assert settings["calib_method"] == "mse" and settings["calib"] == str(CALIB)
     v = pipeline.verify(out, "host")["verification"]
+    assert v["bit_exact"] and v["tflm_bit_exact"], v
+
+
+def test_op_zoo_in_int8_c_is_byte_exact_with_tflite_micro(tmp_path):
+    """Transposes, explicit pads, concatenation, broadcast constants, pools and mean, quantized."""
+    torch.manual_seed(0)
+    model = export(Zoo(), (1, 3, 16, 16), tmp_path / "zoo.onnx")
+    np.save(tmp_path / "calib.npy", np.random.default_rng(0).uniform(0, 1, (16, 3, 16, 16)).astype(np.float32))
+    pipeline.convert(model, "host", tmp_path / "zoo", calib=tmp_path / "calib.npy")
+    v = pipeline.verify(tmp_path / "zoo", "host")["verification"]
     assert v["bit_exact"] and v["tflm_bit_exact"], v
 
 
