@@ -31,12 +31,11 @@ def write_bundle(out_dir: Path, target: str, artifacts: dict[str, bytes], source
         (bundle / name).write_bytes(data)
     shutil.copytree(out_dir / "c", bundle / "c")
     inp, out = graph.tensors[graph.inputs[0]], graph.tensors[graph.outputs[0]]
-    default_model = "model_int8.tflite"
     env = template_env()
     context = dict(
         target=t.name, isa=t.isa, description=t.description, compiler=t.compiler, prefix=prefix,
-        source=source, threads=THREADS, model=default_model,
-        default_model=default_model, input_shape=tuple(inp.shape), input_dtype=inp.dtype,
+        android=target.startswith("android"),
+        source=source, threads=THREADS, model="model_int8.tflite", input_shape=tuple(inp.shape), input_dtype=inp.dtype,
         output_shape=tuple(out.shape), output_dtype=out.dtype,
         input_note=(f"int8 with scale {inp.scale():.6g}, zero point {inp.zero_point()}" if inp.quant else ""),
         files=[(name, len(data), ARTIFACTS[name]) for name, data in artifacts.items()],

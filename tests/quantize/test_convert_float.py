@@ -90,6 +90,16 @@ def test_pi_bundle_runs_with_litert(tmp_path, monkeypatch):
         assert proc.returncode == 0 and "LATENCY" in proc.stdout, proc.stderr
 
 
+def test_phone_bundle_of_an_int8_model(tmp_path, monkeypatch):
+    fake_board(monkeypatch, "android-arm64")
+    pipeline.convert(INT8_MODELS["resnet8_int8"], "android-arm64", tmp_path / "phone")
+    bundle = tmp_path / "phone" / "bundle"
+    assert sorted(p.name for p in bundle.iterdir()) == ["README.md", "c", "model_int8.tflite", "run.py"]
+    readme = (bundle / "README.md").read_text()
+    assert "android-arm64" in readme and "Termux" in readme and "aarch64-linux-android21-clang" in readme
+    assert "`int8` of shape `(1, 32, 32, 3)` (int8 with scale" in readme
+
+
 def test_int8_models_keep_their_file_and_refuse_calibration(tmp_path):
     out = tmp_path / "hw"
     pipeline.convert(INT8_MODELS["hello_world_int8"], "host", out)
