@@ -79,24 +79,25 @@ def _spatial(graph, op, filt_h, filt_w):
     }
 
 
-def lower_conv2d(graph: Graph, op: Op) -> dict:
+def _conv(graph: Graph, op: Op, channel_axis: int) -> dict:
+    """Conv and depthwise conv: spatial geometry plus per-channel requantization (the output
+    channels lie on weight axis 0 for conv, OHWI, and axis 3 for depthwise, 1HWO)."""
     _require_int8(graph, op)
     inp, w, out = (graph.tensors[n] for n in (op.inputs[0], op.inputs[1], op.outputs[0]))
-    mult, shift = _per_channel_multipliers(inp, w, out, w.shape[0])
+    mult, shift = _per_channel_multipliers(inp, w, out, w.shape[channel_axis])
     p = _spatial(graph, op, w.shape[1], w.shape[2])
     p.update(input_offset=-inp.zero_point(), output_offset=out.zero_point(),
              multiplier=mult, shift=shift, act=activation_range(op.attrs.get("activation"), out))
     return p
 
 
+def lower_conv2d(graph: Graph, op: Op) -> dict:
+    return _conv(graph, op, 0)
+
+
 def lower_depthwise_conv2d(graph: Graph, op: Op) -> dict:
-    _require_int8(graph, op)
-    inp, w, out = (graph.tensors[n] for n in (op.inputs[0], op.inputs[1], op.outputs[0]))
-    mult, shift = _per_channel_multipliers(inp, w, out, w.shape[3])
-    p = _spatial(graph, op, w.shape[1], w.shape[2])
-    p.update(input_offset=-inp.zero_point(), output_offset=out.zero_point(),
-             depth_multiplier=out.shape[3] // inp.shape[3],
-             multiplier=mult, shift=shift, act=activation_range(op.attrs.get("activation"), out))
+    p = _conv(graph, op, 3)
+    p["depth_multiplier"] = p["out_shape"][3] // p["in_shape"][3]
     return p
 
 
