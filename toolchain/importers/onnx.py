@@ -44,8 +44,8 @@ def _moves_only_ones(shape: tuple, perm: tuple) -> bool:
 class Builder:
     """The IR being built, and where each ONNX value lives in it."""
 
-    def __init__(self, source: str, opset: int, uses: Counter):
-        self.source, self.opset, self.uses = source, opset, uses
+    def __init__(self, source: str, uses: Counter):
+        self.source, self.uses = source, uses
         self.tensors: dict[str, Tensor] = {}
         self.ops: list[Op] = []
         self.values: dict[str, tuple[str, tuple]] = {}   # ONNX name -> (IR name, perm)
@@ -130,7 +130,7 @@ def _text(value) -> str:
 
 # ---------------------------------------------------------------- spatial ops (NHWC)
 
-def _window_padding(b: Builder, node, in_hw, kernel, strides, dilations, ceil_mode=False):
+def _window_padding(node, in_hw, kernel, strides, dilations, ceil_mode=False):
     """('same' | 'valid', explicit (top, bottom), (left, right) or None, output size)."""
     a = _attrs(node)
     auto_pad = _text(a.get("auto_pad", "NOTSET"))
@@ -178,7 +178,7 @@ def _conv(b: Builder, node):
     group = int(a.get("group", 1))
     m, kh, kw = w.shape[0], w.shape[2], w.shape[3]
     strides, dilations = list(a.get("strides", [1, 1])), list(a.get("dilations", [1, 1]))
-    padding, explicit, (oh, ow) = _window_padding(b, node, (h, wd), (kh, kw), strides, dilations)
+    padding, explicit, (oh, ow) = _window_padding(node, (h, wd), (kh, kw), strides, dilations)
     bias = b.optional(node, 2)
     bias = np.zeros(m, np.float32) if bias is None else bias
     if group == 1:
@@ -226,7 +226,7 @@ def _pool(kind):
         strides, dilations = list(a.get("strides", [1, 1])), list(a.get("dilations", [1, 1]))
         if dilations != [1, 1]:
             b.fail(node, "dilated pooling is not supported")
-        padding, explicit, (oh, ow) = _window_padding(b, node, (h, w), kernel, strides, dilations,
+        padding, explicit, (oh, ow) = _window_padding(node, (h, w), kernel, strides, dilations,
                                                       bool(a.get("ceil_mode", 0)))
         if explicit is not None or (kind == "avg_pool2d" and padding == "same" and a.get("count_include_pad", 0)):
             b.fail(node, f"padding {list(a.get('pads', []))} (ceil_mode={a.get('ceil_mode', 0)}, "
@@ -567,7 +567,7 @@ def import_onnx(data: bytes, source: str = "model") -> Graph:
     graph = model.graph
     uses = Counter(name for node in graph.node for name in node.input)
     uses.update(o.name for o in graph.output)
-    b = Builder(source, opset, uses)
+    b = Builder(source, uses)
     for init in graph.initializer:
         b.consts[init.name] = onnx.numpy_helper.to_array(init)
     inputs = []

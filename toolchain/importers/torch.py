@@ -1,6 +1,9 @@
 """PyTorch -> IR through ONNX: TorchScript (torch.jit.save), ExportedProgram (torch.export.save,
 .pt2) or a whole pickled module (torch.save(model)) is exported with the TorchScript-based ONNX
-exporter (dynamo=False; dynamo=True needs onnxscript) and read by the ONNX importer."""
+exporter (dynamo=False; dynamo=True needs onnxscript) and read by the ONNX importer.
+
+A pickled module is unpickled with weights_only=False, which runs code from the file: convert only
+files you trust (a state_dict is recognised first without running anything)."""
 from __future__ import annotations
 
 import io
