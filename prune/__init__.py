@@ -60,7 +60,7 @@ MEASURES = {"macs": lambda g, x: graph_macs(g), "flash": lambda g, x: int8_flash
 
 def prune_model(graph: Graph, ratio: float | None = None, budget: tuple[str, float] | None = None,
                 importance: str = "l1", calib: np.ndarray | None = None, labels=None,
-                epochs: int = 30, round_to: int = 4, floor: float = 0.25, progress=None):
+                epochs: int = 60, round_to: int = 4, floor: float = 0.25, progress=None):
     """Prune `graph` (float) by a MAC ratio or to a budget, then recover by distillation on
     `calib` when given. Returns (pruned graph, per-layer report)."""
     require_float(graph)

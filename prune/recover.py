@@ -19,7 +19,7 @@ def logits_tensor(graph: Graph) -> str:
 
 
 def recover(student: Graph, teacher: Graph, calib: np.ndarray, labels: np.ndarray | None = None,
-            epochs: int = 30, batch: int = 32, lr: float = 1e-3, seed: int = 0, progress=None) -> Graph:
+            epochs: int = 60, batch: int = 64, lr: float = 2e-3, seed: int = 0, progress=None) -> Graph:
     """Distil teacher logits into the student (MSE), plus cross-entropy when labels are given."""
     torch.manual_seed(seed)
     x = torch.tensor(calib, dtype=torch.float32)

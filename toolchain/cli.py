@@ -124,7 +124,7 @@ input_shape_option = click.option(
               help="Float models: the smallest pruning that meets macs=N, flash=BYTES or sram=BYTES.")
 @click.option("--prune-importance", type=click.Choice(["l1", "l2", "activation"]), default="l1",
               show_default=True, help="Channel importance: weight magnitude or mean activation on --calib.")
-@click.option("--prune-epochs", type=click.IntRange(0, 1000), default=30, show_default=True,
+@click.option("--prune-epochs", type=click.IntRange(0, 1000), default=60, show_default=True,
               help="Recovery epochs of distillation from the unpruned model on --calib (0: none).")
 @click.option("--labels", type=click.Path(path_type=Path), default=None,
               help="Optional labels (.npy, one per --calib sample): recovery adds cross-entropy.")

@@ -82,7 +82,7 @@ def prune_float(graph: Graph, samples: np.ndarray, pruning: dict) -> Graph:
     budget = parse_budget(pruning["budget"]) if pruning.get("budget") else None
     pruned, info = prune_model(graph, ratio=pruning.get("ratio"), budget=budget,
                                importance=pruning.get("importance", "l1"), calib=samples, labels=labels,
-                               epochs=pruning.get("epochs", 30), progress=pruning.get("progress"))
+                               epochs=pruning.get("epochs", 60), progress=pruning.get("progress"))
     info["agreement_with_unpruned"] = agreement(graph, pruned, samples, labels)
     pruning["report"] = info
     return pruned
