@@ -14,7 +14,7 @@ from .registry import get_target
 BUNDLE_DIR = "bundle"
 THREADS = 4  # every supported board has four cores
 ARTIFACTS = {"model_float32.tflite": "the float model", "model_float16.tflite": "float16 weights, float32 compute",
-             "model_int8.tflite": "int8 model (float input/output kept as QUANTIZE/DEQUANTIZE if the model has them)"}
+             "model_int8.tflite": "int8 weights and activations, the model's own input/output type"}
 
 
 def is_bundle_target(target: str) -> bool:
