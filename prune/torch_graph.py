@@ -11,7 +11,7 @@ from torch import nn
 
 from toolchain.errors import UserError
 from toolchain.ir import Graph
-from toolchain.lowering import _spatial
+from toolchain.lowering import spatial_geometry
 
 ACT = {None: lambda x: x, "relu": F.relu, "relu6": lambda x: torch.clamp(x, 0.0, 6.0),
        "relu_n1_to_1": lambda x: torch.clamp(x, -1.0, 1.0)}
@@ -41,9 +41,9 @@ class GraphModule(nn.Module):
                                                                               dtype=torch.float32))
             if op.kind in ("conv2d", "depthwise_conv2d"):
                 shape = graph.tensors[op.inputs[1]].shape
-                self.spatial[index] = _spatial(graph, op, shape[1], shape[2])
+                self.spatial[index] = spatial_geometry(graph, op, shape[1], shape[2])
             elif op.kind in ("avg_pool2d", "max_pool2d"):
-                self.spatial[index] = _spatial(graph, op, *op.attrs["filter"])
+                self.spatial[index] = spatial_geometry(graph, op, *op.attrs["filter"])
 
     def forward(self, x: torch.Tensor, taps: list[str] | None = None):
         g = self.graph

@@ -10,8 +10,8 @@ import numpy as np
 
 from .errors import UserError
 from .ir import Graph, Op
-from .lowering import _spatial
-from .reference import _windows
+from .lowering import spatial_geometry
+from .reference import sliding_windows
 
 ACTIVATIONS = {
     None: lambda x: x,
@@ -33,15 +33,15 @@ def _bias(b, channels: int) -> np.ndarray:
 
 
 def float_conv2d(graph, op, x, w, b=None):
-    p = _spatial(graph, op, w.shape[1], w.shape[2])
-    win = _windows(x.astype(np.float64), p, 0.0)  # N,OH,OW,C,KH,KW
+    p = spatial_geometry(graph, op, w.shape[1], w.shape[2])
+    win = sliding_windows(x.astype(np.float64), p, 0.0)  # N,OH,OW,C,KH,KW
     acc = np.einsum("nhwcij,oijc->nhwo", win, w.astype(np.float64), optimize=True)
     return _activate(op, acc + _bias(b, w.shape[0]))
 
 
 def float_depthwise_conv2d(graph, op, x, w, b=None):
-    p = _spatial(graph, op, w.shape[1], w.shape[2])
-    win = _windows(x.astype(np.float64), p, 0.0)
+    p = spatial_geometry(graph, op, w.shape[1], w.shape[2])
+    win = sliding_windows(x.astype(np.float64), p, 0.0)
     win = np.repeat(win, w.shape[3] // x.shape[3], axis=3)  # depth multiplier
     acc = np.einsum("nhwoij,ijo->nhwo", win, w[0].astype(np.float64), optimize=True)
     return _activate(op, acc + _bias(b, w.shape[3]))
@@ -62,15 +62,15 @@ def float_mul(graph, op, a, b):
 
 def float_avg_pool2d(graph, op, x):
     """Padding is not counted: the sum over the valid part of each window over its size."""
-    p = _spatial(graph, op, *op.attrs["filter"])
-    total = _windows(x.astype(np.float64), p, 0.0).sum(axis=(-2, -1))
-    count = _windows(np.ones(x.shape[:3] + (1,)), p, 0.0).sum(axis=(-2, -1))
+    p = spatial_geometry(graph, op, *op.attrs["filter"])
+    total = sliding_windows(x.astype(np.float64), p, 0.0).sum(axis=(-2, -1))
+    count = sliding_windows(np.ones(x.shape[:3] + (1,)), p, 0.0).sum(axis=(-2, -1))
     return _activate(op, total / count)
 
 
 def float_max_pool2d(graph, op, x):
-    p = _spatial(graph, op, *op.attrs["filter"])
-    return _activate(op, _windows(x.astype(np.float64), p, -np.inf).max(axis=(-2, -1)))
+    p = spatial_geometry(graph, op, *op.attrs["filter"])
+    return _activate(op, sliding_windows(x.astype(np.float64), p, -np.inf).max(axis=(-2, -1)))
 
 
 def float_mean(graph, op, x):

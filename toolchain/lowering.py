@@ -65,7 +65,7 @@ def _require_int8(graph: Graph, op: Op) -> None:
                             f"('{name}' is {t.dtype}{'' if t.quant else ', unquantized'})")
 
 
-def _spatial(graph, op, filt_h, filt_w):
+def spatial_geometry(graph, op, filt_h, filt_w):
     inp, out = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
     sh, sw = op.attrs["stride"]
     dh, dw = op.attrs.get("dilation", (1, 1))
@@ -85,7 +85,7 @@ def _conv(graph: Graph, op: Op, channel_axis: int) -> dict:
     _require_int8(graph, op)
     inp, w, out = (graph.tensors[n] for n in (op.inputs[0], op.inputs[1], op.outputs[0]))
     mult, shift = _per_channel_multipliers(inp, w, out, w.shape[channel_axis])
-    p = _spatial(graph, op, w.shape[1], w.shape[2])
+    p = spatial_geometry(graph, op, w.shape[1], w.shape[2])
     p.update(input_offset=-inp.zero_point(), output_offset=out.zero_point(),
              multiplier=mult, shift=shift, act=activation_range(op.attrs.get("activation"), out))
     return p
@@ -167,7 +167,7 @@ def lower_mul(graph: Graph, op: Op) -> dict:
 def _pool(graph, op):
     _require_int8(graph, op)
     fh, fw = op.attrs["filter"]
-    p = _spatial(graph, op, fh, fw)
+    p = spatial_geometry(graph, op, fh, fw)
     p["act"] = activation_range(op.attrs.get("activation"), graph.tensors[op.outputs[0]])
     return p
 

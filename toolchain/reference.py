@@ -19,7 +19,7 @@ def _clamp(x, act, dtype="int8"):
     return np.clip(x, act[0], act[1]).astype(dtype)
 
 
-def _windows(x, p, pad_value):
+def sliding_windows(x, p, pad_value):
     """(N, OH, OW, C, KH, KW) input windows of a strided, dilated, padded 2D sliding filter."""
     (kh, kw), (sh, sw), (dh, dw), (pt, pl) = p["filter"], p["stride"], p["dilation"], p["pad"]
     n, oh, ow = p["out_shape"][0], p["out_shape"][1], p["out_shape"][2]
@@ -39,7 +39,7 @@ def _requantize(acc, p, channel_axis=-1):
 
 def ref_conv2d(p, x, w, b=None):
     xs = x.astype(np.int64) + p["input_offset"]
-    win = _windows(xs, p, 0)  # N,OH,OW,C,KH,KW ; padding contributes nothing
+    win = sliding_windows(xs, p, 0)  # N,OH,OW,C,KH,KW ; padding contributes nothing
     acc = np.einsum("nhwcij,oijc->nhwo", win.astype(np.float64), w.astype(np.float64), optimize=True)
     acc = np.rint(acc).astype(np.int64)
     if b is not None:
@@ -49,7 +49,7 @@ def ref_conv2d(p, x, w, b=None):
 
 def ref_depthwise_conv2d(p, x, w, b=None):
     xs = x.astype(np.int64) + p["input_offset"]
-    win = _windows(xs, p, 0)
+    win = sliding_windows(xs, p, 0)
     win = np.repeat(win, p["depth_multiplier"], axis=3)  # N,OH,OW,O,KH,KW
     acc = np.einsum("nhwoij,ijo->nhwo", win, w[0].astype(np.int64))
     if b is not None:
@@ -88,8 +88,8 @@ def ref_mul(p, a, b):
 
 
 def ref_avg_pool2d(p, x):
-    win = _windows(x.astype(np.int64), p, 0)
-    valid = _windows(np.ones(x.shape[:3] + (1,), np.int64), p, 0)
+    win = sliding_windows(x.astype(np.int64), p, 0)
+    valid = sliding_windows(np.ones(x.shape[:3] + (1,), np.int64), p, 0)
     total = win.sum(axis=(-2, -1))
     count = valid.sum(axis=(-2, -1))
     avg = np.where(total > 0, total + count // 2, total - count // 2)
@@ -98,7 +98,7 @@ def ref_avg_pool2d(p, x):
 
 
 def ref_max_pool2d(p, x):
-    win = _windows(x.astype(np.int64), p, -(1 << 40))
+    win = sliding_windows(x.astype(np.int64), p, -(1 << 40))
     return _clamp(win.max(axis=(-2, -1)), p["act"])
 
 

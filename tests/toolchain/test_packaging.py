@@ -1,5 +1,6 @@
 """`pip install .` gives a tinydeploy that finds its templates outside the source tree."""
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -11,7 +12,9 @@ EXAMPLE = REPO / "examples" / "mnist" / "mnist_cnn_int8.tflite"
 
 
 def test_wheel_carries_the_templates_and_converts(tmp_path):
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path / "dist"), str(REPO)],
+    source = tmp_path / "src"  # a copy, so setuptools' build/ folder stays out of the checkout
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".venv", ".git", "out", "build", "__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path / "dist"), str(source)],
                    check=True, capture_output=True)
     wheel = next((tmp_path / "dist").glob("tinydeploy-*.whl"))
     site = tmp_path / "site"
