@@ -3,7 +3,10 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
-APT_PACKAGES := gcc make
+# Debian packages: host compiler, then per target family (targets/registry.py) compiler, C library, QEMU
+APT_PACKAGES := gcc make gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm \
+	gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf qemu-system-misc \
+	gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 PYTEST_ARGS ?=
 
 .PHONY: setup demo test clean

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Idempotent set-up on a fresh Debian 12 machine (as root): Debian packages, then .venv/ with
-# torch pinned first (an unpinned torch would pull a multi-GB CUDA build), then the project.
+# Idempotent set-up on a fresh Debian 12 machine (as root): Debian packages (compilers, cross
+# toolchains and QEMU), then .venv/ with torch pinned first (an unpinned torch would pull a
+# multi-GB CUDA build), then the project, then the QEMU instruction-counting plugin.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 packages=($1)
@@ -20,3 +21,5 @@ fi
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q torch==2.13.0
 .venv/bin/pip install -q -e ".[verify,frameworks,test]"
+# The QEMU plugin that counts instructions (verify builds it on first use when this step did not).
+.venv/bin/python -c "from targets.counting import plugin_path; print('instruction counter:', plugin_path())"

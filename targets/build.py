@@ -1,17 +1,24 @@
-"""Build an emitted C project for a target and run it; parse the harness output."""
+"""Build an emitted C project for a target, run it natively or in QEMU (with the instruction
+counter), parse the harness output, and size the firmware."""
 from __future__ import annotations
 
 import re
 import shutil
+import signal
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from toolchain.errors import UserError
 
-from .registry import get_target
+from .counting import Counts, plugin_args, read_counts
+from .elf import Elf
+from .registry import Target, get_target
 
 RUN_TIMEOUT_S = 600
+TEST_VECTORS = "harness_inputs"   # templates/harness/test_inputs.c.j2
+SHF_TLS = 0x400
 
 
 @dataclass
@@ -19,34 +26,62 @@ class RunResult:
     outputs: dict[int, bytes]
     stack_bytes: int | None
     stdout: str
+    counts: Counts | None = None
+
+
+def check_tools(t: Target) -> None:
+    for tool in ("make", t.compiler, *t.emulator[:1]):
+        if shutil.which(tool) is None:
+            raise UserError(f"'{tool}' not found: it is needed for target {t.name} "
+                            f"(run `make setup`, or apt-get install {t.packages})")
 
 
 def build(c_dir: Path, target: str, build_dir: Path, extra_cflags: str = "") -> Path:
     t = get_target(target)
-    for tool in ("make", t.compiler):
-        if shutil.which(tool) is None:
-            raise UserError(f"'{tool}' not found: it is needed to build for {target} ({t.install_hint})")
+    check_tools(t)
     cmd = ["make", "-s", "-C", str(c_dir), f"TARGET={target}", f"BUILD_DIR={build_dir.resolve()}"]
     if extra_cflags:
         cmd.append(f"EXTRA_CFLAGS={extra_cflags}")
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        first = next((line for line in (proc.stderr + proc.stdout).splitlines() if "error" in line),
-                     (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"])
-        raise UserError(f"build for {target} failed: {first if isinstance(first, str) else first[0]}")
+        lines = (proc.stderr + proc.stdout).strip().splitlines()
+        first = next((line for line in lines if "error" in line or "overflow" in line), lines[-1] if lines else "?")
+        raise UserError(f"build for {target} failed: {first.strip()}")
     return build_dir.resolve() / "model.elf"
 
 
-def run(target: str, elf: Path, timeout: float = RUN_TIMEOUT_S) -> RunResult:
-    get_target(target)
-    try:
-        proc = subprocess.run([str(elf)], capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise UserError(f"run on {target} timed out after {timeout:.0f} s") from None
-    if proc.returncode != 0:
-        detail = (proc.stderr.strip().splitlines() or [""])[0][:200]
-        raise UserError(f"run on {target} failed with exit code {proc.returncode} {detail}".rstrip())
-    return parse_harness_output(proc.stdout)
+def run(target: str, elf: Path, timeout: float = RUN_TIMEOUT_S, count: bool = True) -> RunResult:
+    """Run the harness; in QEMU, count instructions unless count=False. A hang, a fault or a
+    non-zero exit is a UserError naming the target."""
+    t = get_target(target)
+    where = f"{target} ({t.machine})" if t.emulator else target
+    with tempfile.TemporaryDirectory(prefix="tinydeploy-run-") as tmp:
+        counts_file = Path(tmp) / "counts.txt"
+        cmd = [str(elf)]
+        if t.emulator:
+            counter = plugin_args(elf, t.platform == "cortex-m", counts_file) if count else []
+            cmd = [*t.emulator, *counter, *([t.kernel_flag] if t.kernel_flag else []), str(elf)]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise UserError(f"run on {where} timed out after {timeout:g} s: the program hangs "
+                            f"(or needs longer than the limit)") from None
+        if proc.returncode != 0:
+            raise UserError(f"run on {where} failed: {_failure(proc)}")
+        result = parse_harness_output(proc.stdout)
+        if t.emulator and count:
+            result.counts = read_counts(counts_file)
+    return result
+
+
+def _failure(proc: subprocess.CompletedProcess) -> str:
+    if proc.returncode < 0:
+        how = f"killed by {signal.Signals(-proc.returncode).name}"
+    else:
+        how = f"exit status {proc.returncode}"
+    said = [line.strip() for line in (proc.stdout + "\n" + proc.stderr).splitlines()
+            if re.search(r"fault|exception|signal|error|abort", line, re.I)]
+    return f"{how}{': ' + said[0][:200] if said else ''}"
 
 
 OUT_LINE = re.compile(r"^OUT (\d+) ([0-9a-f]*)$")
@@ -62,3 +97,15 @@ def parse_harness_output(stdout: str) -> RunResult:
         elif m := STACK_LINE.match(line):
             stack = int(m.group(1))
     return RunResult(outputs, stack, stdout)
+
+
+def firmware_memory(elf: Path) -> dict[str, int]:
+    """Sizes from the linked program. flash: everything with contents in memory (code, constants,
+    the load image of .data), without the compiled-in test vectors. static_ram: .data + .bss (all
+    writable sections; thread-local .tbss has its room in .tbss_space on bare metal)."""
+    image = Elf(elf)
+    loaded = [s for s in image.sections if s.in_memory]
+    vectors = image.symbols().get(TEST_VECTORS)
+    flash = sum(s.size for s in loaded if s.has_contents) - (vectors.size if vectors else 0)
+    static_ram = sum(s.size for s in loaded if s.writable and not (s.flags & SHF_TLS and not s.has_contents))
+    return {"flash_bytes": flash, "static_ram_bytes": static_ram}

@@ -12,6 +12,8 @@ from patch_inference.receptive_field import SPATIAL_KINDS
 from toolchain.ir import Graph, Op
 from toolchain.lowering import lower
 
+from .platform import write_build_files
+
 CTYPES = {"int8": "int8_t", "uint8": "uint8_t", "int16": "int16_t", "int32": "int32_t",
           "float32": "float"}
 
@@ -353,12 +355,13 @@ def emit_c_project(schedule, out_dir: Path, test_inputs: list[np.ndarray], prefi
                test_inputs=[c_array_body(np.asarray(x).reshape(-1), io["input"]["ctype"]) for x in test_inputs])
     files = {"model.h": "model.h.j2", "model.c": "model.c.j2", "model_weights.c": "model_weights.c.j2",
              "kernels/tdk_kernels.h": "kernels/tdk_kernels.h.j2", "harness/main.c": "harness/main.c.j2",
-             "harness/test_inputs.c": "harness/test_inputs.c.j2", "Makefile": "Makefile.j2"}
+             "harness/test_inputs.c": "harness/test_inputs.c.j2"}
     files.update({f"kernels/{k}.c": f"kernels/{k}.c.j2" for k in kernels})
     for rel, template in files.items():
         path = out_dir / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(env.get_template(template).render(**ctx))
+    write_build_files(out_dir, env)
     return {"weights_bytes": sum(c.nbytes for c in emitter.consts), "kernels": kernels}
 
 

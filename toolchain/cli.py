@@ -182,9 +182,11 @@ def verify(out_dir, target, inputs, extra_cflags):
     tflm = {True: "yes", False: "NO", None: "not available"}[v["tflm_bit_exact"]]
     click.echo(f"{report['target']}: {v['inputs']} inputs, bit-exact with reference: "
                f"{'yes' if v['bit_exact'] else 'NO'}, with TFLM: {tflm}; arena {mem['arena_bytes']:,} B, "
-               f"stack {mem['stack_bytes']:,} B, peak SRAM {mem['peak_sram_bytes']:,} B")
+               f"stack {mem['stack_bytes']:,} B, peak SRAM {mem['peak_sram_bytes']:,} B"
+               + (f", flash {mem['flash_bytes']:,} B" if mem.get("flash_bytes") else ""))
     if v["instructions_per_inference"]:
-        click.echo(f"instructions per inference: {v['instructions_per_inference']:,}")
+        click.echo(f"instructions per inference: {v['instructions_per_inference']:,} "
+                   f"(whole run: {v['instructions_total']:,})")
     if not v["bit_exact"] or v["tflm_bit_exact"] is False:
         _fail(f"outputs differ on inputs {v['mismatched_inputs'] or v.get('tflm_mismatched_inputs')}", 1)
 
@@ -217,13 +219,15 @@ def inspect(model, io, input_shape):
 def targets():
     """The target registry: ISA, SRAM, flash, emulator."""
     from targets.registry import TARGETS
-    table = Table(title="targets")
-    for col in ("name", "isa", "sram", "flash", "emulator", "description"):
-        table.add_column(col)
+    table = Table(title="targets: a board builds and runs as its core, linked against its own budgets")
+    for col in ("name", "core", "isa", "sram", "flash", "emulator", "flash / ram at", "compiler", "description"):
+        table.add_column(col, overflow="fold", justify="right" if col in ("sram", "flash") else "left")
     for t in TARGETS.values():
-        table.add_row(t.name, t.isa, f"{t.sram_bytes:,}" if t.sram_bytes else "-",
-                      f"{t.flash_bytes:,}" if t.flash_bytes else "-", t.emulator, t.description)
-    console.print(table)
+        m = t.memory
+        table.add_row(t.name, t.core if t.is_board else "", t.isa, f"{t.sram_bytes:,}" if t.sram_bytes else "-",
+                      f"{t.flash_bytes:,}" if t.flash_bytes else "-", t.machine,
+                      f"{m.flash.origin:#x} / {m.ram.origin:#x}" if m else "-", t.compiler, t.description)
+    Console(width=max(console.width, 200)).print(table)
 
 
 if __name__ == "__main__":

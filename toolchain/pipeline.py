@@ -14,6 +14,7 @@ from patch_inference.memory_planner import graph_buffers, plan_memory
 from quantize import DEFAULT_METHOD, load_calibration, post_training_quantize
 from patch_inference.schedule import build_schedule, parse_patch_option, search_schedule
 from targets import build as target_build
+from targets import fit
 from targets.bundle import is_bundle_target, write_bundle
 from targets.c_emitter import boundary, emit_c_project, write_test_inputs
 from targets.registry import get_target
@@ -143,7 +144,7 @@ def convert(model_path: str | Path, target: str, out_dir: str | Path, io: str = 
             pruning: dict | None = None) -> dict:
     """pruning: None, or {"ratio": R | "budget": "macs=N", "importance", "labels", "epochs"}."""
     model_path, out_dir = Path(model_path), Path(out_dir)
-    get_target(target)
+    board = get_target(target)
     graph, artifacts = import_int8(model_path, calib and Path(calib), calib_method, input_shape, calib_progress,
                                    pruning)
     graph = strip_float_io(graph) if io == "int8" else graph
@@ -153,6 +154,9 @@ def convert(model_path: str | Path, target: str, out_dir: str | Path, io: str = 
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         facts = emit_c_project(schedule, tmp / "c", inputs, prefix)
+        need = fit.estimate(schedule.plan.arena_bytes, boundary(schedule.graph, schedule.graph.outputs)["bytes"],
+                            facts["weights_bytes"], len(facts["kernels"]))
+        fit.check_fits(board, model_path.name, need, "estimated")
         np.save(tmp / "c" / "harness" / "test_inputs.npy", np.stack(inputs))
         (tmp / "tflite").mkdir()
         for name, data in artifacts.items():
@@ -258,7 +262,7 @@ def verify(out_dir: str | Path, target: str | None = None, inputs_path: str | Pa
         raise UserError(f"{out_dir}: not a tinydeploy output folder (no {SETTINGS_FILE}); run convert first")
     settings = json.loads(settings_path.read_text())
     target = target or settings["target"]
-    get_target(target)
+    board = get_target(target)
     graph = prepare_graph(out_dir / MODEL_FILE, settings["io"])
     io_in = boundary(graph, graph.inputs)
     c_dir = out_dir / "c"
@@ -278,7 +282,8 @@ def verify(out_dir: str | Path, target: str | None = None, inputs_path: str | Pa
     mismatches = [i for i, e in enumerate(expected) if result.outputs.get(i) != e]
     verification = {"inputs": len(inputs), "bit_exact": not mismatches and len(result.outputs) == len(inputs),
                     "mismatched_inputs": mismatches, "reference": "tinydeploy integer reference (numpy)",
-                    "instructions_per_inference": None}
+                    "instructions_per_inference": result.counts and result.counts.per_inference,
+                    "instructions_total": result.counts and result.counts.total}
     if tflm.available():
         step("comparing with TensorFlow Lite Micro")
         tflm_bytes = _tflm_outputs(out_dir / MODEL_FILE, graph, settings["io"], inputs)
@@ -290,12 +295,14 @@ def verify(out_dir: str | Path, target: str | None = None, inputs_path: str | Pa
         verification["tflm_bit_exact"] = None
     report = report_mod.read(out_dir)
     mem = report["memory"]
-    mem["stack_bytes"] = result.stack_bytes
-    mem["peak_sram_bytes"] = mem["arena_bytes"] + mem["output_buffer_bytes"] + (result.stack_bytes or 0)
+    mem.update(fit.measured_memory(board, elf, result.stack_bytes, mem))
     report["target"] = target
     report["verification"] = verification
     report["predictions"] = [_prediction(result.outputs.get(i), graph) for i in range(len(inputs))]
     report_mod.write(out_dir, report)
+    if board.is_board:
+        fit.check_fits(board, settings["source"], {"sram_bytes": mem["peak_sram_bytes"],
+                                                   "flash_bytes": mem["flash_bytes"]}, "measured")
     return report
 
 
