@@ -12,10 +12,12 @@ from patch_inference.receptive_field import SPATIAL_KINDS
 from toolchain.ir import Graph, Op
 from toolchain.lowering import lower
 
+from .kernel_spec import kernel_spec
 from .platform import write_build_files
 
 CTYPES = {"int8": "int8_t", "uint8": "uint8_t", "int16": "int16_t", "int32": "int32_t",
           "float32": "float"}
+CTYPE_BYTES = {"int8_t": 1, "uint8_t": 1, "int16_t": 2, "int32_t": 4, "float": 4}
 
 
 def template_env() -> jinja2.Environment:
@@ -29,10 +31,11 @@ class ConstArray:
     symbol: str
     ctype: str
     values: np.ndarray
+    portable: bool = True   # read by the portable kernels (else by the optimized ones only)
 
     @property
     def nbytes(self) -> int:
-        return int(self.values.size * self.values.itemsize)
+        return int(self.values.size * CTYPE_BYTES[self.ctype])
 
 
 @dataclass
@@ -43,6 +46,8 @@ class OpCall:
     args: list[str] = field(default_factory=list)
     comment: str = ""
     number: int = -1
+    template: str = ""            # kernels/<template>.c.j2 (default: from the kind)
+    spec: dict | None = None      # constants of a specialized entry point (kernel_spec)
 
 
 @dataclass
@@ -127,9 +132,9 @@ class Emitter:
             self.const_symbols[name] = symbol
         return self.const_symbols[name]
 
-    def array(self, ctype: str, values) -> str:
+    def array(self, ctype: str, values, portable: bool = True) -> str:
         symbol = f"{self.prefix}_const{len(self.consts)}"
-        self.consts.append(ConstArray(symbol, ctype, np.asarray(values).reshape(-1)))
+        self.consts.append(ConstArray(symbol, ctype, np.asarray(values).reshape(-1), portable))
         return symbol
 
     def bias_ref(self, op: Op) -> str:
@@ -149,7 +154,32 @@ class Emitter:
                 symbol = self.view(views)
                 call.args.insert(0, f"&{symbol}[patch]" if len(views) > 1 else f"&{symbol}[0]")
         call.comment = f"{op.name or op.kind}" + (f" (in place: {how})" if how else "")
+        self._specialize(call, op, p)
         return call
+
+    def _specialize(self, call: OpCall, op: Op, p: dict) -> None:
+        """Call the op's specialized entry point (see kernel_spec) when it has one. Its
+        optimized kernels read requantization records (folded bias, multiplier, shift, rounding)
+        or lookup tables from the parameter block; bias, multiplier and shift arrays stay for
+        the portable kernels only, and GEMM weights come in the DSP layout on Cortex-M DSP, so
+        each build links one set."""
+        spec = kernel_spec(self.graph, op, p, call.kind)
+        if spec is None:
+            return
+        records, lut = spec.pop("records", None), spec.pop("lut", None)
+        if records is not None:
+            call.params["opt_q"] = f"TDK_OPT_ONLY({self.array('int32_t', records, portable=False)})"
+        if lut is not None:
+            call.params["opt_lut"] = f"TDK_OPT_ONLY({self.array('int32_t', lut, portable=False)})"
+        if op.kind in ("conv2d", "depthwise_conv2d", "fully_connected"):
+            at = call.args.index(self.const(op.inputs[1]))   # bias, multiplier, shift follow the weights
+            call.args[at + 1:at + 4] = [a if a == "NULL" else f"TDK_PORTABLE_ONLY({a})" for a in call.args[at + 1:at + 4]]
+            if "dsp_weights" in spec:
+                dsp = self.array("int16_t", spec.pop("dsp_weights"), portable=False)
+                call.args[at] = f"TDK_DSP_SELECT({call.args[at]}, {dsp})"
+        call.template = TEMPLATE_OF_KERNEL.get(call.kind, call.kind)
+        call.spec = spec
+        call.kind = spec["name"]
 
     def _inplace_conv(self, index, op, p, how):
         depthwise = how == "depthwise"
@@ -265,13 +295,32 @@ class Emitter:
     emit_relu6 = _elementwise
 
 
+SPATIAL_ARGS = ("const tdk_spatial_params_t *p, const tdk_view_t *v, const int8_t *in, const int8_t *w, "
+                "const int32_t *bias, const int32_t *mult, const int32_t *shift, int8_t *out")
+INPLACE_ARGS = ("const tdk_spatial_params_t *p, int8_t *buf, int8_t *temp, const int8_t *w, const int32_t *bias, "
+                "const int32_t *mult, const int32_t *shift")
+# Parameter lists of the kernels that have specialized entry points (same parameters, own name).
+SIGNATURES = {
+    "conv2d": SPATIAL_ARGS, "conv2d_pointwise_inplace": INPLACE_ARGS,
+    "depthwise_conv2d": SPATIAL_ARGS, "depthwise_conv2d_inplace": INPLACE_ARGS,
+    "fully_connected": "const tdk_fc_params_t *p, const int8_t *in, const int8_t *w, const int32_t *bias, "
+                       "const int32_t *mult, const int32_t *shift, int8_t *out",
+    "add": "const tdk_binary_params_t *p, const int8_t *a, const int8_t *b, int8_t *out",
+    "pool2d": "const tdk_spatial_params_t *p, const tdk_view_t *v, int is_max, const int8_t *in, int8_t *out",
+}
+
+
+def prototype(name: str, base: str | None = None) -> str:
+    return f"void tdk_{name}({SIGNATURES[base or name]});"
+
+
 PROTOTYPES = {
-    "conv2d": "void tdk_conv2d(const tdk_spatial_params_t *p, const tdk_view_t *v, const int8_t *in, const int8_t *w, const int32_t *bias, const int32_t *mult, const int32_t *shift, int8_t *out);\nvoid tdk_conv2d_pointwise_inplace(const tdk_spatial_params_t *p, int8_t *buf, int8_t *temp, const int8_t *w, const int32_t *bias, const int32_t *mult, const int32_t *shift);",
-    "depthwise_conv2d": "void tdk_depthwise_conv2d(const tdk_spatial_params_t *p, const tdk_view_t *v, const int8_t *in, const int8_t *w, const int32_t *bias, const int32_t *mult, const int32_t *shift, int8_t *out);\nvoid tdk_depthwise_conv2d_inplace(const tdk_spatial_params_t *p, int8_t *buf, int8_t *temp, const int8_t *w, const int32_t *bias, const int32_t *mult, const int32_t *shift);",
-    "fully_connected": "void tdk_fully_connected(const tdk_fc_params_t *p, const int8_t *in, const int8_t *w, const int32_t *bias, const int32_t *mult, const int32_t *shift, int8_t *out);",
-    "add": "void tdk_add(const tdk_binary_params_t *p, const int8_t *a, const int8_t *b, int8_t *out);",
+    "conv2d": prototype("conv2d") + "\n" + prototype("conv2d_pointwise_inplace"),
+    "depthwise_conv2d": prototype("depthwise_conv2d") + "\n" + prototype("depthwise_conv2d_inplace"),
+    "fully_connected": prototype("fully_connected"),
+    "add": prototype("add"),
     "mul": "void tdk_mul(const tdk_binary_params_t *p, const int8_t *a, const int8_t *b, int8_t *out);",
-    "pool2d": "void tdk_pool2d(const tdk_spatial_params_t *p, const tdk_view_t *v, int is_max, const int8_t *in, int8_t *out);",
+    "pool2d": prototype("pool2d"),
     "mean": "void tdk_mean(const tdk_mean_params_t *p, const int8_t *in, int8_t *out);",
     "pad": "void tdk_pad(const tdk_pad_params_t *p, const int8_t *in, int8_t *out);",
     "reshape": "void tdk_reshape(const void *in, void *out, size_t bytes);",
@@ -342,19 +391,25 @@ def emit_c_project(schedule, out_dir: Path, test_inputs: list[np.ndarray], prefi
     calls = [c for item in items for c in (item.calls if isinstance(item, PatchBlock) else [item])]
     for number, call in enumerate(calls):
         call.number = number
-    kernels = sorted({TEMPLATE_OF_KERNEL.get(c.kind, c.kind) for c in calls})
+    kernels = sorted({c.template or TEMPLATE_OF_KERNEL.get(c.kind, c.kind) for c in calls})
+    specs = {}   # template -> its specialized entry points, one per name
+    for c in calls:
+        if c.spec:
+            specs.setdefault(c.template, {})[c.spec["name"]] = c.spec
     env = template_env()
     io = {"input": boundary(graph, graph.inputs), "output": boundary(graph, graph.outputs)}
     shape = graph.tensors[graph.inputs[0]].shape
     ctx = dict(prefix=prefix, PREFIX=prefix.upper(), items=items, calls=calls, consts=emitter.consts,
                stream_input=schedule.stream_input, input_shape=shape,
                views=emitter.views, io=io, arena_bytes=schedule.plan.arena_bytes, kinds=kernels,
-               prototypes=PROTOTYPES, c_init=c_init, c_array_body=c_array_body,
+               prototypes=PROTOTYPES, prototype=prototype, c_init=c_init,
+               specs={t: list(named.values()) for t, named in specs.items()}, c_array_body=c_array_body,
                inputs_at=[] if schedule.stream_input else [schedule.offset(n) for n in graph.inputs],
                outputs_at=[schedule.offset(n) for n in graph.outputs],
                test_inputs=[c_array_body(np.asarray(x).reshape(-1), io["input"]["ctype"]) for x in test_inputs])
     files = {"model.h": "model.h.j2", "model.c": "model.c.j2", "model_weights.c": "model_weights.c.j2",
-             "kernels/tdk_kernels.h": "kernels/tdk_kernels.h.j2", "harness/main.c": "harness/main.c.j2",
+             "kernels/tdk_kernels.h": "kernels/tdk_kernels.h.j2", "kernels/tdk_opt.h": "kernels/tdk_opt.h.j2",
+             "harness/main.c": "harness/main.c.j2",
              "harness/test_inputs.c": "harness/test_inputs.c.j2"}
     files.update({f"kernels/{k}.c": f"kernels/{k}.c.j2" for k in kernels})
     for rel, template in files.items():
@@ -362,7 +417,8 @@ def emit_c_project(schedule, out_dir: Path, test_inputs: list[np.ndarray], prefi
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(env.get_template(template).render(**ctx))
     write_build_files(out_dir, env)
-    return {"weights_bytes": sum(c.nbytes for c in emitter.consts), "kernels": kernels}
+    # constants of the portable build (an optimized build links the optimized kernels' own)
+    return {"weights_bytes": sum(c.nbytes for c in emitter.consts if c.portable), "kernels": kernels}
 
 
 def write_test_inputs(c_dir: Path, test_inputs: list[np.ndarray], ctype: str, prefix: str = "model") -> None:

@@ -1,0 +1,193 @@
+"""Specialized entry points of the optimized kernels (templates/kernels/tdk_opt.h.j2).
+
+Everything a kernel's inner loops depend on is known when the C is emitted: channel counts,
+kernel size, strides, and which requantization shortcut is exact for this op's constants. Each
+conv, depthwise or fully-connected call gets an entry point named after those constants (calls
+with the same constants share one), and a bias with the input offset folded in, so the inner
+loops are plain dot products:
+    sum((x + in_offset) * w) + bias = sum(x * w) + (bias + in_offset * sum(w)).
+Padding taps then read the input zero point, whose product with the folded term cancels.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from toolchain.fixedpoint import (multiply_by_pot, multiply_by_quantized_multiplier, rounding_divide_by_pot,
+                                  saturating_rounding_doubling_high_mul)
+from toolchain.ir import Graph, Op
+
+INT8_RANGE = (-128, 127)
+Q_FAST, Q_SIGN, Q_SAT8, Q_ZPR = 1, 2, 4, 8   # TDK_Q_* in tdk_opt.h.j2
+ZPR_MAX_SHIFT = 22   # |v| <= 2^30, 2^(r-1) + |zp| << r <= 2^29 + 2^21: no int32 overflow
+DSP_ROW_ALIGN = 8                  # elements: GEMM rows start 16-byte aligned as int16
+DW_PLANE_BYTES = 2048              # depthwise: keep a whole int16 channel plane up to this size
+
+
+def folded_bias(bias: np.ndarray | None, weights: np.ndarray, in_offset: int) -> np.ndarray:
+    """bias + in_offset * sum(w) per output channel (weights as [channels, taps])."""
+    sums = weights.astype(np.int64).sum(axis=1)
+    base = np.zeros_like(sums) if bias is None else bias.astype(np.int64).reshape(-1)
+    return base + in_offset * sums
+
+
+def requant_mode(lo: np.ndarray, hi: np.ndarray, multiplier, shift, out_offset: int,
+                 act: tuple[int, int]) -> int:
+    """TDK_Q_* flags for accumulators in [lo, hi] per channel. The fast path needs a right shift
+    on every channel (or a zero multiplier: a dead channel, whose output is the zero point
+    whatever its shift and accumulator). It computes SMMULR(2 acc, m) with 2 acc saturated to an
+    int32: exact for |acc| < 2^30; a channel whose accumulator can leave that range must clamp
+    to one output value beyond it (often a pruned channel: zero weights, huge bias)."""
+    multiplier = np.broadcast_to(np.asarray(multiplier, np.int64), lo.shape)
+    shift = np.broadcast_to(np.asarray(shift, np.int64), lo.shape)
+    live, edge = multiplier != 0, 1 << 30
+
+    def out(acc):
+        q = multiply_by_quantized_multiplier(acc, multiplier, shift) + out_offset
+        return np.clip(q, act[0], act[1])
+    # SMMULR(2^31 - 1, m): the value every acc >= 2^30 gets
+    top = np.clip(rounding_divide_by_pot((((1 << 31) - 1) * multiplier + (1 << 31)) >> 32, -shift)
+                  + out_offset, act[0], act[1])
+    high_ok = (hi < edge) | ((out(np.full_like(hi, edge)) == out(hi)) & (out(hi) == top))
+    low_ok = (lo >= -edge) | (out(np.full_like(lo, -edge)) == out(lo))
+    mode = 0
+    if np.all((shift <= -1) | ~live) and np.all((high_ok & low_ok) | ~live):
+        mode |= Q_FAST
+        if act[0] < out_offset:
+            mode |= Q_SIGN
+        if np.all((-shift <= ZPR_MAX_SHIFT) | ~live):
+            mode |= Q_ZPR
+    if tuple(act) == INT8_RANGE:
+        mode |= Q_SAT8
+    return mode
+
+
+def rows_inplace_ok(p: dict) -> bool:
+    """A depthwise conv may run row by row in place (each channel's input rows read into a ring
+    just before the output rows that need them) when writing output row oy never reaches an
+    input row not read yet: (oy + 1) * out_w <= (last row read + 1) * in_w in pixels."""
+    _, in_h, in_w, _ = p["in_shape"]
+    _, out_h, out_w, _ = p["out_shape"]
+    (kh, _), (sh, _), (dh, _) = p["filter"], p["stride"], p["dilation"]
+    for oy in range(out_h):
+        read = oy * sh - p["pad"][0] + (kh - 1) * dh
+        if read < in_h - 1 and (oy + 1) * out_w > (read + 1) * in_w:
+            return False
+    return True
+
+
+def c_int(v: int) -> str:
+    """An integer as part of a C identifier."""
+    return f"m{-v}" if v < 0 else str(v)
+
+
+def _weighted_spec(graph: Graph, op: Op, p: dict, base: str) -> dict | None:
+    """conv2d, depthwise_conv2d, fully_connected: folded bias, requantization records and, for
+    the GEMM kernels, the DSP weight layout."""
+    w = graph.tensors[op.inputs[1]].data
+    bias = graph.tensors[op.inputs[2]].data if len(op.inputs) > 2 else None
+    if op.kind == "fully_connected":
+        if p["filter_offset"] != 0:
+            return None
+        taps = w.reshape(w.shape[0], -1)
+        depth, units = p["depth"], p["units"]
+        spec = {"depth": depth, "units": units, "k": depth}
+        name = f"{base}_{depth}x{units}"
+    else:
+        # conv OHWI: a filter per output channel; depthwise 1HWO: a filter column per channel
+        taps = w.reshape(w.shape[0], -1) if op.kind == "conv2d" else w.reshape(-1, w.shape[-1]).T
+        (kh, kw), (sh, sw), (dh, dw) = p["filter"], p["stride"], p["dilation"]
+        ic, oc = p["in_shape"][3], p["out_shape"][3]
+        spec = {"ic": ic, "oc": oc, "kh": kh, "kw": kw, "sh": sh, "sw": sw, "dh": dh, "dw": dw,
+                "k": kh * kw * ic if op.kind == "conv2d" else kh * kw}
+        name = f"{base}_{ic}x{oc}_k{kh}x{kw}_s{sh}x{sw}_d{dh}x{dw}"
+        if op.kind == "depthwise_conv2d":
+            if p["depth_multiplier"] != 1 or (base.endswith("inplace") and not rows_inplace_ok(p)):
+                return None
+            # a ring of (kh - 1) * dh + 1 input rows (each stored twice), as wide as the widest
+            # output row's receptive field, or every row of the view when that is small (plane)
+            width = (p["out_shape"][2] - 1) * sw + (kw - 1) * dw + 1
+            ring_width = -(-(width + 2) // 4) * 4
+            plane_rows = (p["out_shape"][1] - 1) * sh + (kh - 1) * dh + 1
+            plane = plane_rows * ring_width * 2 <= DW_PLANE_BYTES
+            spec.update(ring_rows=plane_rows if plane else (kh - 1) * dh + 1, ring_width=ring_width,
+                        plane=int(plane))
+    spec["row_stride"] = -(-spec["k"] // DSP_ROW_ALIGN) * DSP_ROW_ALIGN
+    folded = folded_bias(bias, taps, p["input_offset"])
+    if np.abs(folded).max(initial=0) >= (1 << 31):
+        return None
+    reach = 128 * np.abs(taps.astype(np.int64)).sum(axis=1)   # inputs lie in [-128, 127]
+    mode = requant_mode(folded - reach, folded + reach, p["multiplier"], p["shift"], p["output_offset"],
+                        p["act"])
+    name += f"_q{mode}_z{c_int(p['output_offset'])}_a{c_int(p['act'][0])}_{c_int(p['act'][1])}"
+    spec.update(name=name, base=base, mode=mode, zp=p["output_offset"], act_min=p["act"][0],
+                act_max=p["act"][1], records=requant_records(folded, p["multiplier"], p["shift"],
+                                                             p["output_offset"] if mode & Q_ZPR else 0))
+    if op.kind != "depthwise_conv2d":
+        spec["dsp_weights"] = dsp_gemm_weights(taps)
+    return spec
+
+
+def _add_spec(graph: Graph, op: Op, p: dict, base: str) -> dict | None:
+    """ADD of two same-shape tensors: each input's rescaled value ((x + offset) << 20, times its
+    multiplier, rounded) is a table of 256 entries, so an element costs two loads and the output
+    requantization (fast path only)."""
+    a, b = (graph.tensors[n] for n in op.inputs[:2])
+    if a.shape != b.shape:
+        return None
+    x = np.arange(-128, 128, dtype=np.int64)
+    tables = [multiply_by_pot(saturating_rounding_doubling_high_mul(
+        (x + p[f"{s}_offset"]) * (1 << p["left_shift"]), p[f"{s}_multiplier"]), p[f"{s}_shift"])
+        for s in "ab"]
+    lo = np.array([tables[0].min() + tables[1].min()])
+    hi = np.array([tables[0].max() + tables[1].max()])
+    mode = requant_mode(lo, hi, p["multiplier"], p["shift"], p["output_offset"], p["act"])
+    if not mode & Q_FAST:
+        return None
+    # indexed by the input byte as unsigned: entries 0..127 for x >= 0, 128..255 for x < 0
+    lut = np.concatenate([np.roll(t, -128) for t in tables]).astype(np.int32)
+    record = requant_records(np.zeros(1, np.int64), p["multiplier"], p["shift"],
+                             p["output_offset"] if mode & Q_ZPR else 0)[0]
+    return {"name": f"{base}_q{mode}", "base": base, "mode": mode, "lut": lut,
+            "records": record}
+
+
+def _pool_spec(graph: Graph, op: Op, p: dict, base: str) -> dict:
+    (kh, kw), (sh, sw) = p["filter"], p["stride"]
+    channels, is_max = p["in_shape"][3], op.kind == "max_pool2d"
+    return {"name": f"{base}_{channels}_k{kh}x{kw}_s{sh}x{sw}_{'max' if is_max else 'avg'}", "base": base,
+            "c": channels, "kh": kh, "kw": kw, "sh": sh, "sw": sw, "is_max": int(is_max)}
+
+
+SPECS = {"conv2d": _weighted_spec, "depthwise_conv2d": _weighted_spec, "fully_connected": _weighted_spec,
+         "add": _add_spec, "avg_pool2d": _pool_spec, "max_pool2d": _pool_spec}
+
+
+def kernel_spec(graph: Graph, op: Op, p: dict, base: str) -> dict | None:
+    """The specialized entry point of call `base` (kernel function name without tdk_) for op,
+    or None when the portable kernel is all there is: {name, base, the constants its template
+    needs, and arrays for the emitter: records (requantization, per channel), dsp_weights,
+    lut}."""
+    make = SPECS.get(op.kind)
+    return make(graph, op, p, base) if make else None
+
+
+def dsp_gemm_weights(taps: np.ndarray) -> np.ndarray:
+    """The GEMM filters for Cortex-M DSP (tdk_opt.h, TDK_DSP): int16, k padded with zeros to
+    groups of 4 and the filter count to pairs; per pair of filters, group by group, 4 weights of
+    the first filter then 4 of the second, each group in the order (w0, w2, w1, w3)."""
+    oc, k = taps.shape
+    padded = np.zeros((-(-oc // 2) * 2, -(-k // 4) * 4), np.int16)
+    padded[:oc, :k] = taps
+    groups = padded.reshape(padded.shape[0] // 2, 2, -1, 4)[..., [0, 2, 1, 3]]
+    return groups.transpose(0, 2, 1, 3).reshape(-1)
+
+
+def requant_records(folded: np.ndarray, multiplier, shift, zp_folded: int) -> np.ndarray:
+    """Per output channel {folded bias, multiplier, r = -shift, 2^(r-1) (0 without a right
+    shift) + zp_folded << r}: one record the optimized kernels load per channel. A dead channel
+    (multiplier 0) gets r = 0: its output is the zero point whatever r."""
+    multiplier = np.broadcast_to(np.asarray(multiplier, np.int64), folded.shape)
+    right = np.where(multiplier == 0, 0, -np.broadcast_to(np.asarray(shift, np.int64), folded.shape))
+    rounding = np.where(right >= 1, np.left_shift(1, np.maximum(right, 1) - 1), 0)
+    rounding = rounding + (np.int64(zp_folded) << np.maximum(right, 0))
+    return np.stack([folded, multiplier, right, rounding], axis=1).astype(np.int32)
