@@ -9,12 +9,12 @@ from toolchain.errors import UserError
 from .build import firmware_memory
 from .registry import Target
 
-# Convert-time estimates beyond what the plan knows (arena, output buffer, weights), from the
-# firmware verify measured for the shared models (benchmarks/emulation.md): the stack high-water
-# mark stays under 3 KB on every Cortex-M and RISC-V build, the C library, start-up code and
-# harness take under 16 KB of flash and under 1 KB of RAM, a kernel under 4 KB of code.
+# Convert-time estimates beyond what the plan knows (arena, output buffer, weights), with margin
+# over what verify measured on the shared models (benchmarks/emulation.md): beyond the weights
+# the Cortex-M and RISC-V firmware takes 12-17 KB of flash (C library, start-up, harness, kernels),
+# beyond the arena under 1.4 KB of .data + .bss, and the stack stays under 3 KB.
 STACK_ESTIMATE_BYTES = 3 * 1024
-RUNTIME_RAM_BYTES = 1024
+RUNTIME_RAM_BYTES = 2 * 1024
 RUNTIME_FLASH_BYTES = 16 * 1024
 KERNEL_FLASH_BYTES = 4 * 1024
 
