@@ -216,6 +216,49 @@ def inspect(model, io, input_shape):
 
 
 @main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--target", "-t", required=True, help="An emulated target (see `tinydeploy targets`).")
+@click.option("-o", "--output", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Output folder (default: out/bench/<model>-<target>); bench.json goes there.")
+@click.option("--patch", default="none", show_default=True,
+              help="Schedule, as for convert: none (layer by layer, no extra MACs), auto or NxN@LAYER.")
+@click.option("--inputs", "n_inputs", type=click.IntRange(1, 100), default=1, show_default=True,
+              help="Random inputs to verify and count over.")
+@click.option("--per-op/--no-per-op", default=True, show_default=True,
+              help="Count each op's kernel call (one emulator run per op and build).")
+def bench(model, target, out_dir, patch, n_inputs, per_op):
+    """Instructions per inference of MODEL on TARGET with the optimized and the portable kernels,
+    instructions per MAC, flash, peak SRAM, and a per-op table; both builds verified byte-exact."""
+    from targets.bench import bench as run_bench
+    out_dir = out_dir or Path("out") / "bench" / f"{model.stem}-{target}"
+    step = _progress()
+    try:
+        result = run_bench(model, target, out_dir, patch=patch, inputs=n_inputs, ops=per_op, progress=step)
+    finally:
+        step.stop()
+    builds = result["builds"]
+    table = Table(title=f"{result['model']} on {target}: {result['macs']:,} MACs, patch {result['patch']}")
+    for col in ("kernels", "instructions / inference", "instructions / MAC", "flash B", "peak SRAM B"):
+        table.add_column(col, justify="left" if col == "kernels" else "right", no_wrap=True)
+    for flavour, b in builds.items():
+        table.add_row(flavour, f"{b['instructions_per_inference']:,}", f"{b['instructions_per_mac']:.2f}",
+                      f"{b['flash_bytes']:,}", f"{b['peak_sram_bytes']:,}")
+    console.print(table)
+    if per_op:
+        ops = Table(title="per op: instructions per inference")
+        for col in ("#", "op", "MACs", "optimized", "/ MAC", "portable", "/ MAC", "speed-up"):
+            ops.add_column(col, justify="left" if col == "op" else "right", no_wrap=col != "op")
+        for row in result["ops"]:
+            per_mac = [f"{row[f] / row['macs']:.2f}" if row["macs"] else "" for f in ("optimized", "portable")]
+            ops.add_row(str(row["index"]), row["op"], f"{row['macs']:,}", f"{row['optimized']:,}", per_mac[0],
+                        f"{row['portable']:,}", per_mac[1], f"{row['portable'] / max(row['optimized'], 1):.1f}x")
+        ops.add_row("", "glue", "", f"{builds['optimized']['glue_instructions']:,}", "",
+                    f"{builds['portable']['glue_instructions']:,}", "", "")
+        console.print(ops)
+    click.echo(f"wrote {out_dir / 'bench.json'}")
+
+
+@main.command()
 def targets():
     """The target registry: ISA, SRAM, flash, emulator."""
     from targets.registry import TARGETS

@@ -24,12 +24,14 @@ def sweep_graph(seed: int = 0):
     b.conv((1, 6, 7, 4), 4, 3, 1, fold=((2, 0), (1, 1)), depthwise=True)
     b.conv((1, 5, 5, 4), 8, 3, 1, "same", depthwise=True)                  # depth multiplier 2
     b.conv((2, 4, 5, 6), 3, 3, 1, "same", per_channel=False)               # batch 2, per-tensor
-    b.conv((1, 5, 6, 2), 3, 1, 1, "same", gain=1 / 64)                     # multiplier > 1: left shift
+    b.conv((1, 5, 6, 2), 3, 1, 1, "same", gain=1 / 4096)                   # multiplier > 1: left shift
     b.conv((1, 4, 4, 19), 13, 1, 1, "same", activation="relu")             # k % 4 == 3, odd filters
     b.conv((1, 10, 9, 8), 12, 1, 1, "same", activation="relu6")            # pointwise, in place: grows
     b.conv((1, 10, 9, 12), 5, 1, 1, "same")                                # pointwise, in place: shrinks
     b.conv((1, 9, 9, 6), 6, 3, 2, "same", depthwise=True)                  # depthwise stride 2 in place
     b.conv((1, 40, 37, 3), 3, 3, 1, "same", depthwise=True, activation="relu6")   # ring of rows
+    b.conv((1, 30, 70, 4), 4, 3, 1, "same", depthwise=True)                # ring, whole int8 range
+    b.conv((1, 30, 71, 4), 4, 3, 2, "same", depthwise=True)
     b.fully_connected(1, 37, 5, activation="relu")
     b.fully_connected(3, 64, 10, per_channel=True)
     return b.graph()
