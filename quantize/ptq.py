@@ -2,7 +2,9 @@
 TensorFlow Lite's int8 scheme, which the int8 lowering, reference executor and C emitter run as is.
 
 - weights: symmetric int8 in [-127, 127], per output channel for conv (axis 0, OHWI) and
-  depthwise conv (axis 3, 1HWO), per tensor for fully connected;
+  depthwise conv (axis 3, 1HWO), per tensor for fully connected; a layer given 4 or 2 bits
+  (`weight_bits`) gets symmetric [-7, 7] or [-1, 1] with the clipping of least squared error,
+  stored as int8 values with QuantParams.bits (packed only in the C project);
 - bias: int32 with scale input_scale * weight_scale (per channel), zero point 0;
 - activations: asymmetric int8 over their calibrated range (widened to hold 0);
 - ops that move values without computing new ones (pools, reshape, pad, transpose, relu6) keep
@@ -19,6 +21,7 @@ import numpy as np
 
 from toolchain.errors import UserError
 from toolchain.ir import Graph, Op, QuantParams, Tensor
+from toolchain.packing import weight_range
 
 from .ranges import affine_params
 
@@ -26,6 +29,7 @@ SAME_AS_INPUT = ("avg_pool2d", "max_pool2d", "reshape", "pad", "transpose", "rel
 WEIGHT_AXIS = {"conv2d": 0, "depthwise_conv2d": 3, "fully_connected": None}
 SOFTMAX_PARAMS = (float(np.float32(1.0 / 256)), -128)
 INT32_MAX = (1 << 31) - 1
+CLIP_RATIOS = np.linspace(0.3, 1.0, 36)   # sub-8-bit: fractions of the peak tried as the clip point
 
 
 def _interval(params: tuple[float, int]) -> tuple[float, float]:
@@ -59,15 +63,22 @@ def _int8_tensor(name: str, shape, params: tuple[float, int], data=None) -> Tens
                   QuantParams(np.array([scale], np.float32), np.array([zp], np.int64)))
 
 
-def quantize_weights(w: np.ndarray, axis: int | None, bias: np.ndarray | None, input_scale: float):
-    """Symmetric int8 weights and their scales (per channel along `axis`, else per tensor). A scale
-    grows where the bias would not fit int32 at input_scale * weight_scale."""
+def quantize_weights(w: np.ndarray, axis: int | None, bias: np.ndarray | None, input_scale: float,
+                     bits: int = 8):
+    """Symmetric weights of `bits` bits (int8 values) and their scales (per channel along `axis`,
+    else per tensor). Below 8 bits each channel's clip point is the fraction of its peak with
+    the least squared error. A scale grows where the bias would not fit int32 at
+    input_scale * weight_scale."""
     w = w.astype(np.float64)
-    if axis is None:
-        peak = np.array([np.abs(w).max()])
-    else:
-        peak = np.abs(np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)).max(axis=1)
-    scales = np.where(peak > 0, peak / 127.0, 1.0)
+    rows = w.reshape(1, -1) if axis is None else np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
+    peak = np.abs(rows).max(axis=1)
+    qmax = weight_range(bits)[1]   # symmetric: [-127, 127], [-7, 7], [-1, 1]
+    scales = np.where(peak > 0, peak / qmax, 1.0)
+    if bits < 8:
+        trials = np.maximum(scales[:, None] * CLIP_RATIOS[None, :], np.finfo(np.float32).tiny)   # rows x ratios
+        q = np.clip(np.round(rows[:, None, :] / trials[..., None]), -qmax, qmax)
+        errors = ((q * trials[..., None] - rows[:, None, :]) ** 2).sum(axis=2)
+        scales = trials[np.arange(len(rows)), errors.argmin(axis=1)]
     if bias is not None:
         need = np.abs(bias.astype(np.float64)) / (input_scale * INT32_MAX)
         scales = np.maximum(scales, need.max() if axis is None else need)
@@ -75,7 +86,7 @@ def quantize_weights(w: np.ndarray, axis: int | None, bias: np.ndarray | None, i
     shape = [1] * w.ndim
     if axis is not None:
         shape[axis] = -1
-    q = np.clip(np.round(w / scales.astype(np.float64).reshape(shape)), -127, 127).astype(np.int8)
+    q = np.clip(np.round(w / scales.astype(np.float64).reshape(shape)), -qmax, qmax).astype(np.int8)
     return q, scales
 
 
@@ -100,8 +111,11 @@ def check_float(graph: Graph) -> None:
                             f"is not supported for int8")
 
 
-def quantize_graph(graph: Graph, ranges: dict[str, tuple[float, float]]) -> Graph:
+def quantize_graph(graph: Graph, ranges: dict[str, tuple[float, float]],
+                   weight_bits: dict[str, int] | None = None) -> Graph:
+    """weight_bits: float weight tensor name -> 8, 4 or 2 (default 8)."""
     check_float(graph)
+    weight_bits = weight_bits or {}
     params = activation_params(graph, ranges)
     tensors: dict[str, Tensor] = {}
     ops: list[Op] = []
@@ -138,9 +152,11 @@ def quantize_graph(graph: Graph, ranges: dict[str, tuple[float, float]]) -> Grap
             elif op.kind in WEIGHT_AXIS and position == 1:
                 in_scale = params[op.inputs[0]][0]
                 bias = graph.tensors[op.inputs[2]].data if len(op.inputs) > 2 else None
-                q, w_scales = quantize_weights(t.data, WEIGHT_AXIS[op.kind], bias, in_scale)
+                bits = weight_bits.get(name, 8)
+                q, w_scales = quantize_weights(t.data, WEIGHT_AXIS[op.kind], bias, in_scale, bits)
                 axis = WEIGHT_AXIS[op.kind]
                 inputs.append(constant(name, q, "int8", w_scales, np.zeros(w_scales.size), axis))
+                tensors[inputs[-1]].quant.bits = bits
             elif op.kind in WEIGHT_AXIS and position == 2:
                 w_q = tensors[inputs[1]]
                 q, b_scales = quantize_bias(t.data, params[op.inputs[0]][0], w_q.quant.scale, t.shape[0])

@@ -11,6 +11,7 @@ import numpy as np
 from patch_inference.receptive_field import SPATIAL_KINDS
 from toolchain.ir import Graph, Op
 from toolchain.lowering import lower
+from toolchain.packing import pack_weights
 
 from .kernel_spec import kernel_spec
 from .platform import write_build_files
@@ -48,6 +49,7 @@ class OpCall:
     number: int = -1
     template: str = ""            # kernels/<template>.c.j2 (default: from the kind)
     spec: dict | None = None      # constants of a specialized entry point (kernel_spec)
+    unpack: str = ""              # a statement run before the call (sub-8-bit weights)
 
 
 @dataclass
@@ -105,6 +107,9 @@ class Emitter:
         self.const_symbols: dict[str, str] = {}
         self.views: list[str] = []
         self.refs: dict[str, str] = {}  # tensor -> C expression overrides (patch tiles)
+        self.packed: dict[str, str] = {}  # sub-8-bit weight tensor -> its unpack statement
+        self.unpacked_symbol = f"{prefix}_unpacked"
+        self.unpacked_bytes = 0           # the largest unpacked weight tensor (static scratch)
 
     def arena_ref(self, buffer_name: str, ctype: str) -> str:
         return f"({ctype} *)(arena + {self.schedule.offset(buffer_name)})"
@@ -125,12 +130,25 @@ class Emitter:
         return symbol
 
     def const(self, name: str) -> str:
+        t = self.graph.tensors[name]
+        if t.quant is not None and t.quant.bits < 8:
+            return self.packed_const(name)
         if name not in self.const_symbols:
-            t = self.graph.tensors[name]
             symbol = f"{self.prefix}_const{len(self.consts)}"
             self.consts.append(ConstArray(symbol, CTYPES[t.dtype], t.data.reshape(-1)))
             self.const_symbols[name] = symbol
         return self.const_symbols[name]
+
+    def packed_const(self, name: str) -> str:
+        """Sub-8-bit weights: packed in flash, unpacked into one static int8 scratch (as large as
+        the largest such tensor) right before each op that reads them; the op's kernel is the
+        int8 one, so the C is byte-exact with the reference by construction."""
+        if name not in self.packed:
+            t = self.graph.tensors[name]
+            symbol = self.array("uint8_t", pack_weights(t.data, t.quant.bits))
+            self.packed[name] = f"tdk_unpack_weights({symbol}, {t.size}, {t.quant.bits}, {self.unpacked_symbol});"
+            self.unpacked_bytes = max(self.unpacked_bytes, t.size)
+        return self.unpacked_symbol
 
     def array(self, ctype: str, values, portable: bool = True) -> str:
         symbol = f"{self.prefix}_const{len(self.consts)}"
@@ -154,7 +172,12 @@ class Emitter:
                 symbol = self.view(views)
                 call.args.insert(0, f"&{symbol}[patch]" if len(views) > 1 else f"&{symbol}[0]")
         call.comment = f"{op.name or op.kind}" + (f" (in place: {how})" if how else "")
-        self._specialize(call, op, p)
+        weights = op.inputs[1] if op.kind in WEIGHTED_KINDS else None
+        if weights in self.packed:
+            call.unpack = self.packed[weights]
+            call.comment += f", {self.graph.tensors[weights].quant.bits}-bit weights"
+        else:   # the optimized kernels read their own weight layouts: int8 weights only
+            self._specialize(call, op, p)
         return call
 
     def _specialize(self, call: OpCall, op: Op, p: dict) -> None:
@@ -295,6 +318,7 @@ class Emitter:
     emit_relu6 = _elementwise
 
 
+WEIGHTED_KINDS = ("conv2d", "depthwise_conv2d", "fully_connected")
 SPATIAL_ARGS = ("const tdk_spatial_params_t *p, const tdk_view_t *v, const int8_t *in, const int8_t *w, "
                 "const int32_t *bias, const int32_t *mult, const int32_t *shift, int8_t *out")
 INPLACE_ARGS = ("const tdk_spatial_params_t *p, int8_t *buf, int8_t *temp, const int8_t *w, const int32_t *bias, "
@@ -403,6 +427,7 @@ def emit_c_project(schedule, out_dir: Path, test_inputs: list[np.ndarray], prefi
                stream_input=schedule.stream_input, input_shape=shape,
                views=emitter.views, io=io, arena_bytes=schedule.plan.arena_bytes, kinds=kernels,
                prototypes=PROTOTYPES, prototype=prototype, c_init=c_init,
+               unpacked_symbol=emitter.unpacked_symbol, unpacked_bytes=emitter.unpacked_bytes,
                specs={t: list(named.values()) for t, named in specs.items()}, c_array_body=c_array_body,
                inputs_at=[] if schedule.stream_input else [schedule.offset(n) for n in graph.inputs],
                outputs_at=[schedule.offset(n) for n in graph.outputs],
@@ -418,7 +443,8 @@ def emit_c_project(schedule, out_dir: Path, test_inputs: list[np.ndarray], prefi
         path.write_text(env.get_template(template).render(**ctx))
     write_build_files(out_dir, env)
     # constants of the portable build (an optimized build links the optimized kernels' own)
-    return {"weights_bytes": sum(c.nbytes for c in emitter.consts if c.portable), "kernels": kernels}
+    return {"weights_bytes": sum(c.nbytes for c in emitter.consts if c.portable), "kernels": kernels,
+            "unpacked_weights_bytes": emitter.unpacked_bytes}
 
 
 def write_test_inputs(c_dir: Path, test_inputs: list[np.ndarray], ctype: str, prefix: str = "model") -> None:
