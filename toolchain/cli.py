@@ -128,8 +128,16 @@ input_shape_option = click.option(
               help="Recovery epochs of distillation from the unpruned model on --calib (0: none).")
 @click.option("--labels", type=click.Path(path_type=Path), default=None,
               help="Optional labels (.npy, one per --calib sample): recovery adds cross-entropy.")
+@click.option("--quant", type=click.Choice(["int8", "mixed"]), default="int8", show_default=True,
+              help="Float models: int8 everywhere, or per-layer weight bits 8/4/2 searched under a budget "
+                   "with measured sensitivity on --calib (activations int8).")
+@click.option("--weight-budget", type=float, default=None,
+              help="--quant mixed: weight bytes (packed) at most this fraction of the int8 weight bytes.")
+@click.option("--budget", "quant_budget", default=None,
+              help="--quant mixed: bitops=N, the model's BitOPs (MACs x weight bits x 8) at most N.")
 def convert(model, target, out_dir, io, prefix, patch, max_mac_overhead, stream_input, calib, calib_method,
-            input_shape, prune_ratio, prune_budget, prune_importance, prune_epochs, labels):
+            input_shape, prune_ratio, prune_budget, prune_importance, prune_epochs, labels, quant, weight_budget,
+            quant_budget):
     """Convert MODEL into a C project (and TFLite artifacts) in an output folder."""
     from .pipeline import convert as run_convert
     if not prefix.isidentifier():
@@ -137,6 +145,13 @@ def convert(model, target, out_dir, io, prefix, patch, max_mac_overhead, stream_
     if prune_ratio is not None and prune_budget is not None:
         raise UserError("give --prune or --prune-to, not both")
     out_dir = out_dir or Path("out") / model.stem
+    mixed = None
+    if quant == "mixed":
+        from quantize import parse_budget
+        kind, value = parse_budget(weight_budget, quant_budget)
+        mixed = {"kind": kind, "value": value}
+    elif weight_budget is not None or quant_budget is not None:
+        raise UserError("--weight-budget and --budget choose mixed precision: add --quant mixed")
     step = _progress()
     pruning = None
     if prune_ratio is not None or prune_budget is not None:
@@ -146,10 +161,12 @@ def convert(model, target, out_dir, io, prefix, patch, max_mac_overhead, stream_
                    "progress": lambda epoch, epochs, loss: tune(epoch, epochs, f"(loss {loss:.4g})")}
     try:
         step(f"converting {model}")
+        if mixed:
+            mixed["progress"] = _bar(step, "layer sensitivity")
         report = run_convert(model, target, out_dir, io=io, prefix=prefix, patch=patch,
                              max_mac_overhead=max_mac_overhead, stream_input=stream_input, calib=calib,
                              calib_method=calib_method, input_shape=input_shape,
-                             calib_progress=_bar(step, "calibrating"), pruning=pruning)
+                             calib_progress=_bar(step, "calibrating"), pruning=pruning, mixed=mixed)
     finally:
         step.stop()
     if "pruning" in report:
@@ -157,6 +174,12 @@ def convert(model, target, out_dir, io, prefix, patch, max_mac_overhead, stream_
         click.echo(f"pruned: MACs {p['macs'][0]:,} -> {p['macs'][1]:,}, params {p['params'][0]:,} -> "
                    f"{p['params'][1]:,}, top-1 agreement with the unpruned model "
                    f"{p['agreement_with_unpruned']['top1_agreement']:.1%} on {p['agreement_with_unpruned']['samples']} samples")
+    if mixed:
+        p = report["precision"]
+        bits = "/".join(str(r["weight_bits"]) for r in p["layers"])
+        click.echo(f"mixed precision: weight bits per layer {bits}; weights {p['weight_bytes']:,} B packed = "
+                   f"{p['weight_fraction']:.1%} of int8 ({p['int8_weight_bytes']:,} B); "
+                   f"{report['compute']['bitops']:,} BitOPs")
     mem, compute = report["memory"], report["compute"]
     click.echo(f"wrote {out_dir}: {len(report['layers'])} ops, {compute['macs']:,} MACs, "
                f"patch {report['plan']['patch']} (+{compute['mac_overhead']:.1%} MACs), "

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from patch_inference.memory_planner import graph_buffers, plan_memory
-from quantize import DEFAULT_METHOD, load_calibration, post_training_quantize
+from quantize import (DEFAULT_METHOD, apply_weight_bits, choose_weight_bits, load_calibration,
+                      post_training_quantize, precision_report)
 from patch_inference.schedule import build_schedule, parse_patch_option, search_schedule
 from targets import build as target_build
 from targets import fit
@@ -46,17 +47,22 @@ def is_float_model(graph: Graph) -> bool:
 
 def import_int8(model_path: Path, calib: Path | None = None, calib_method: str = DEFAULT_METHOD,
                 input_shape: tuple[int, ...] | None = None, calib_progress=None,
-                pruning: dict | None = None) -> tuple[Graph, dict[str, bytes]]:
+                pruning: dict | None = None, mixed: dict | None = None) -> tuple[Graph, dict[str, bytes]]:
     """The int8 graph to deploy and the TFLite artifacts (file name -> bytes). An int8 TFLite model
     is taken as it is; a float model is pruned (when `pruning` asks), calibrated on `calib`,
     quantized, and written as model_float32/float16/int8.tflite. The graph is read back from
-    model_int8.tflite, so convert and verify see the same file. `pruning` gets its report."""
+    model_int8.tflite, so convert and verify see the same file. `pruning` gets its report.
+    `mixed` ({"kind", "value"} from quantize.parse_budget, optional "progress") chooses weight bits
+    per layer under the budget; the TFLite file holds their values as int8 (exact: TFLite Micro
+    computes what the C does), the graph carries the bits, and `mixed` gets "bits" and "report"."""
     graph = load_model(model_path, input_shape)
     if not is_float_model(graph):
         if calib is not None:
             raise UserError(f"{model_path}: already quantized; --calib is for float models")
         if pruning:
             raise UserError(f"{model_path}: already quantized; pruning needs the float model")
+        if mixed:
+            raise UserError(f"{model_path}: already quantized; --quant mixed needs the float model")
         return graph, {"model_int8.tflite": Path(model_path).read_bytes()}
     if calib is None:
         raise UserError(f"{model_path}: a float model needs calibration data for int8: pass --calib FILE "
@@ -64,11 +70,21 @@ def import_int8(model_path: Path, calib: Path | None = None, calib_method: str =
     samples = load_calibration(calib, graph)
     if pruning:
         graph = prune_float(graph, samples, pruning)
-    quantized = post_training_quantize(graph, samples, calib_method, progress=calib_progress)
+    weight_bits = None
+    if mixed:
+        weight_bits, mixed["report"] = choose_weight_bits(graph, samples, mixed["kind"], mixed["value"],
+                                                          mixed.get("progress"))
+    quantized = post_training_quantize(graph, samples, calib_method, progress=calib_progress,
+                                       weight_bits=weight_bits)
     artifacts = {"model_float32.tflite": export_tflite(graph),
                  "model_float16.tflite": export_tflite(graph, float16_weights=True),
                  "model_int8.tflite": export_tflite(quantized)}
-    return import_tflite(artifacts["model_int8.tflite"], str(model_path)), artifacts
+    imported = import_tflite(artifacts["model_int8.tflite"], str(model_path))
+    if mixed:
+        mixed["bits"] = {name: t.quant.bits for name, t in quantized.tensors.items()
+                         if t.is_const and t.quant is not None and t.quant.bits < 8}
+        imported = apply_weight_bits(imported, mixed["bits"])
+    return imported, artifacts
 
 
 def prune_float(graph: Graph, samples: np.ndarray, pruning: dict) -> Graph:
@@ -141,12 +157,13 @@ def convert(model_path: str | Path, target: str, out_dir: str | Path, io: str = 
             prefix: str = "model", patch: str = "auto", max_mac_overhead: float = 0.10,
             stream_input: bool = False, progress=None, calib: str | Path | None = None,
             calib_method: str = DEFAULT_METHOD, input_shape: tuple[int, ...] | None = None, calib_progress=None,
-            pruning: dict | None = None) -> dict:
-    """pruning: None, or {"ratio": R | "budget": "macs=N", "importance", "labels", "epochs"}."""
+            pruning: dict | None = None, mixed: dict | None = None) -> dict:
+    """pruning: None, or {"ratio": R | "budget": "macs=N", "importance", "labels", "epochs"}.
+    mixed: None (int8), or {"kind": "weight_fraction" | "bitops", "value": budget} (import_int8)."""
     model_path, out_dir = Path(model_path), Path(out_dir)
     board = get_target(target)
     graph, artifacts = import_int8(model_path, calib and Path(calib), calib_method, input_shape, calib_progress,
-                                   pruning)
+                                   pruning, mixed)
     graph = strip_float_io(graph) if io == "int8" else graph
     schedule = make_schedule(graph, patch, max_mac_overhead, stream_input)
     inputs = random_inputs(graph, DEFAULT_TEST_INPUTS)
@@ -154,7 +171,8 @@ def convert(model_path: str | Path, target: str, out_dir: str | Path, io: str = 
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         facts = emit_c_project(schedule, tmp / "c", inputs, prefix)
-        need = fit.estimate(schedule.plan.arena_bytes, boundary(schedule.graph, schedule.graph.outputs)["bytes"],
+        need = fit.estimate(schedule.plan.arena_bytes + facts["unpacked_weights_bytes"],
+                            boundary(schedule.graph, schedule.graph.outputs)["bytes"],
                             facts["weights_bytes"], len(facts["kernels"]))
         fit.check_fits(board, model_path.name, need, "estimated")
         np.save(tmp / "c" / "harness" / "test_inputs.npy", np.stack(inputs))
@@ -165,9 +183,13 @@ def convert(model_path: str | Path, target: str, out_dir: str | Path, io: str = 
             write_bundle(tmp, target, artifacts, model_path.name, prefix)
         settings = {"source": model_path.name, "io": io, "prefix": prefix, "target": target,
                     "patch": patch, "max_mac_overhead": max_mac_overhead, "stream_input": stream_input,
-                    "calib": calib and str(calib), "calib_method": calib_method if calib else None}
+                    "calib": calib and str(calib), "calib_method": calib_method if calib else None,
+                    "quant": "mixed" if mixed else "int8",
+                    "mixed": {"budget": {mixed["kind"]: mixed["value"]}, "weight_bits": mixed["bits"]} if mixed else None}
         (tmp / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
         report = build_report(schedule, facts, target, settings)
+        if mixed:
+            report["precision"]["search"] = mixed["report"]
         if pruning:
             report["pruning"] = pruning["report"]
             settings["pruning"] = {k: v for k, v in pruning.items() if k in ("ratio", "budget", "importance", "epochs")}
@@ -197,6 +219,8 @@ def build_report(schedule, facts, target, settings) -> dict:
     steps = len(graph.ops) + 2
     live = [sum(b.size for b in schedule.buffers if b.first <= s <= b.last) for s in range(steps)]
     layer_by_layer = graph_buffers(graph)
+    precision = precision_report(graph)
+    precision["unpacked_weights_scratch_bytes"] = facts.get("unpacked_weights_bytes", 0)
     return {
         "target": target,
         "model": settings["source"],
@@ -215,7 +239,10 @@ def build_report(schedule, facts, target, settings) -> dict:
                               + "+ caller's output buffer + stack high-water mark; filled in by verify",
         },
         "compute": {"macs": schedule.macs, "executed_macs": schedule.executed_macs,
-                    "mac_overhead": round(schedule.mac_overhead, 6), "bitops": schedule.executed_macs * 64},
+                    "mac_overhead": round(schedule.mac_overhead, 6),
+                    # BitOPs of each op once, plus the patch stage's recomputed MACs at 8 x 8 bits
+                    "bitops": precision["bitops"] + (schedule.executed_macs - schedule.macs) * 64},
+        "precision": precision,
         "plan": {
             "patch": stage.label if stage else "none",
             "patch_option": settings.get("patch", "auto"),
