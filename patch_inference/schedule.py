@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from toolchain.analysis import op_macs
 from toolchain.ir import Graph
 from toolchain.lowering import lower
+from toolchain.packing import unpacked_bytes
 
 from .memory_planner import Buffer, MemoryPlan, check_no_overlap, lower_bound, plan_memory
 from .receptive_field import SPATIAL_KINDS, Region, input_region
@@ -25,6 +26,7 @@ class PatchStage:
     grid: int                      # n x n patches of the stage output
     out_regions: list[list[Region]]  # [patch][k]: output region of stage op first + k
     in_regions: list[list[Region]]   # [patch][k]: input region it reads
+    reaches_back: bool = True        # first is as early as the chain of spatial ops allows
 
     @property
     def ops(self) -> range:
@@ -32,7 +34,10 @@ class PatchStage:
 
     @property
     def label(self) -> str:
-        return f"{self.grid}x{self.grid}@{self.last}"
+        """The --patch option that gives this stage: NxN@LAST, or NxN@FIRST-LAST for a stage
+        that starts later than the chain allows."""
+        span = f"{self.last}" if self.reaches_back else f"{self.first}-{self.last}"
+        return f"{self.grid}x{self.grid}@{span}"
 
 
 @dataclass
@@ -94,7 +99,15 @@ def make_stage(graph: Graph, first: int, last: int, grid: int) -> PatchStage:
                 ins.append(region)
             out_regions.append(outs[::-1])
             in_regions.append(ins[::-1])
-    return PatchStage(first, last, grid, out_regions, in_regions)
+    return PatchStage(first, last, grid, out_regions, in_regions, earliest_first(graph, last) == first)
+
+
+def earliest_first(graph: Graph, last: int) -> int:
+    """The first op of the longest stage chain that ends at op `last`."""
+    first = last
+    while first > 0 and chain_ok(graph, first - 1, last):
+        first -= 1
+    return first
 
 
 def stage_executed_macs(graph: Graph, stage: PatchStage) -> int:
@@ -259,9 +272,9 @@ def can_stream(graph: Graph, stage: PatchStage | None) -> bool:
 
 def _buffers(graph, stage, modes, last, stream_input=False, overlap=False):
     """Buffers with lifetimes for a schedule: in-place ops share their input's buffer, stage
-    intermediates become tiles, in-place ops get their scratch; a streamed input becomes a tile
-    of the first stage op's input; with overlap, the stage output shares the stage input's
-    buffer (see overlap_delta). Returns (buffers, tensor -> buffer, scratch bytes per op,
+    intermediates become tiles, in-place ops and ops with sub-8-bit weights get their scratch; a
+    streamed input becomes a tile of the first stage op's input; with overlap, the stage output
+    shares the stage input's buffer (see overlap_delta). Returns (buffers, tensor -> buffer, scratch bytes per op,
     tensor -> offset inside its buffer)."""
     in_stage = set(stage.ops) if stage else set()
     tiles_of = {i: f"tile{i}" for i in range(stage.first, stage.last)} if stage else {}
@@ -317,6 +330,10 @@ def _buffers(graph, stage, modes, last, stream_input=False, overlap=False):
         if size:
             buffers.append(Buffer(f"scratch{i}", size, i + 1, i + 1))
             buffer_of[f"scratch{i}"] = f"scratch{i}"
+    for i, op in enumerate(graph.ops):   # sub-8-bit weights, unpacked just before their op
+        if size := unpacked_bytes(graph, op):
+            buffers.append(Buffer(f"unpack{i}", size, i + 1, i + 1))
+            buffer_of[f"unpack{i}"] = f"unpack{i}"
     if stage:
         for k, i in enumerate(range(stage.first, stage.last)):
             channels = graph.tensors[graph.ops[i].outputs[0]].shape[-1]
@@ -392,21 +409,26 @@ def search_schedule(graph: Graph, max_mac_overhead: float = 0.10, inplace: bool 
 
 
 def parse_patch_option(graph: Graph, option: str) -> PatchStage | None:
-    """'none', or 'NxN@L': n x n patches of op L's output, the stage reaching back as far as the
-    chain of spatial ops allows."""
+    """'none', 'NxN@L': n x n patches of op L's output, the stage reaching back as far as the
+    chain of spatial ops allows, or 'NxN@F-L': the stage of ops F..L."""
     if option == "none":
         return None
     try:
-        grid_text, last_text = option.split("@")
+        grid_text, span = option.split("@")
         rows, cols = (int(v) for v in grid_text.lower().split("x"))
+        first_text, _, last_text = span.rpartition("-")
         last = int(last_text)
+        first = int(first_text) if first_text else None
     except ValueError:
-        raise ValueError(f"--patch '{option}': expected auto, none or NxN@LAYER (e.g. 4x4@5)") from None
+        raise ValueError(f"--patch '{option}': expected auto, none, NxN@LAYER or NxN@FIRST-LAST "
+                         f"(e.g. 4x4@5, 4x4@2-5)") from None
     if rows != cols or rows < 1:
         raise ValueError(f"--patch '{option}': only square n x n grids are supported")
     if not 0 <= last < len(graph.ops) or not chain_ok(graph, last, last):
         raise ValueError(f"--patch '{option}': op {last} is not a conv, depthwise conv or pool")
-    first = last
-    while first > 0 and chain_ok(graph, first - 1, last):
-        first -= 1
+    earliest = earliest_first(graph, last)
+    if first is None:
+        first = earliest
+    elif not earliest <= first <= last:
+        raise ValueError(f"--patch '{option}': a stage ending at op {last} starts at an op from {earliest} to {last}")
     return make_stage(graph, first, last, rows)

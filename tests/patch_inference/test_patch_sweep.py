@@ -9,6 +9,8 @@ from toolchain import pipeline
 from toolchain.importers import load_model
 from toolchain.passes import strip_float_io
 
+from benchmarks.patch_sweep import check, searched_configs
+
 
 def sweep(name, io, grids=(2, 3, 4, 8)):
     graph = load_model(INT8_MODELS[name])
@@ -59,3 +61,20 @@ def test_bad_patch_option_is_one_line(tmp_path):
         with pytest.raises(UserError):
             pipeline.convert(INT8_MODELS["resnet8_int8"], "host", tmp_path / "x", patch=option)
     assert not (tmp_path / "x").exists()
+
+
+def test_every_stage_label_gives_back_its_stage():
+    from patch_inference.schedule import make_stage, parse_patch_option
+    graph = pipeline.optimize(load_model(INT8_MODELS["resnet8_int8"]))
+    for first, last, grid in candidate_stages(graph):
+        stage = parse_patch_option(graph, make_stage(graph, first, last, grid).label)
+        assert (stage.first, stage.last, stage.grid) == (first, last, grid)
+
+
+QEMU_CASES = [("resnet8_int8", patch) for patch in searched_configs("resnet8_int8", "model")[::7]]
+
+
+@pytest.mark.parametrize("name,patch", QEMU_CASES)
+def test_searched_stages_are_byte_exact_on_cortex_m4(tmp_path, name, patch):
+    """A sample of the stages the search considers (all of them: benchmarks/patch_sweep.py), in QEMU."""
+    assert check(name, "model", patch, "cortex-m4", tmp_path)
