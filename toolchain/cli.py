@@ -105,7 +105,7 @@ input_shape_option = click.option(
               help="C API boundary type: the model's own, or int8 (strips a float QUANTIZE/DEQUANTIZE boundary).")
 @click.option("--prefix", default="model", show_default=True, help="C symbol prefix.")
 @click.option("--patch", default="auto", show_default=True,
-              help="Patch-based schedule: auto (searched), none (layer by layer) or NxN@LAYER, e.g. 4x4@5.")
+              help="Patch-based schedule: auto (searched), none (layer by layer), NxN@LAYER (e.g. 4x4@5) or NxN@FIRST-LAST (e.g. 4x4@2-5).")
 @click.option("--max-mac-overhead", default=0.10, show_default=True, type=float,
               help="MAC overhead the patch search may spend (0.10 = 10%).")
 @click.option("--stream-input", is_flag=True,
