@@ -107,9 +107,7 @@ class Emitter:
         self.const_symbols: dict[str, str] = {}
         self.views: list[str] = []
         self.refs: dict[str, str] = {}  # tensor -> C expression overrides (patch tiles)
-        self.packed: dict[str, str] = {}  # sub-8-bit weight tensor -> its unpack statement
-        self.unpacked_symbol = f"{prefix}_unpacked"
-        self.unpacked_bytes = 0           # the largest unpacked weight tensor (static scratch)
+        self.unpack_ref = ""   # where the op being emitted finds its unpacked sub-8-bit weights
 
     def arena_ref(self, buffer_name: str, ctype: str) -> str:
         return f"({ctype} *)(arena + {self.schedule.offset(buffer_name)})"
@@ -140,15 +138,13 @@ class Emitter:
         return self.const_symbols[name]
 
     def packed_const(self, name: str) -> str:
-        """Sub-8-bit weights: packed in flash, unpacked into one static int8 scratch (as large as
-        the largest such tensor) right before each op that reads them; the op's kernel is the
-        int8 one, so the C is byte-exact with the reference by construction."""
-        if name not in self.packed:
+        """Sub-8-bit weights: packed in flash; the op reads them unpacked from its arena scratch
+        (unpack<i>, planned like any buffer), filled just before it runs (OpCall.unpack), so its
+        kernel is the int8 one and byte-exact with the reference by construction."""
+        if name not in self.const_symbols:
             t = self.graph.tensors[name]
-            symbol = self.array("uint8_t", pack_weights(t.data, t.quant.bits))
-            self.packed[name] = f"tdk_unpack_weights({symbol}, {t.size}, {t.quant.bits}, {self.unpacked_symbol});"
-            self.unpacked_bytes = max(self.unpacked_bytes, t.size)
-        return self.unpacked_symbol
+            self.const_symbols[name] = self.array("uint8_t", pack_weights(t.data, t.quant.bits))
+        return self.unpack_ref
 
     def array(self, ctype: str, values, portable: bool = True) -> str:
         symbol = f"{self.prefix}_const{len(self.consts)}"
@@ -163,6 +159,9 @@ class Emitter:
         op = self.graph.ops[index]
         p = lower(self.graph, op)
         how = self.schedule.inplace.get(index)
+        weights = self.graph.tensors[op.inputs[1]] if op.kind in WEIGHTED_KINDS else None
+        packed = weights is not None and weights.quant is not None and weights.quant.bits < 8
+        self.unpack_ref = self.arena_ref(f"unpack{index}", "int8_t") if packed else ""
         if how in ("depthwise", "pointwise"):
             call = self._inplace_conv(index, op, p, how)
         else:
@@ -172,12 +171,11 @@ class Emitter:
                 symbol = self.view(views)
                 call.args.insert(0, f"&{symbol}[patch]" if len(views) > 1 else f"&{symbol}[0]")
         call.comment = f"{op.name or op.kind}" + (f" (in place: {how})" if how else "")
-        weights = op.inputs[1] if op.kind in WEIGHTED_KINDS else None
-        if weights in self.packed:
-            call.unpack = self.packed[weights]
-            call.comment += f", {self.graph.tensors[weights].quant.bits}-bit weights"
-        else:   # the optimized kernels read their own weight layouts: int8 weights only
-            self._specialize(call, op, p)
+        if packed:
+            call.comment += f", {weights.quant.bits}-bit weights"
+            call.unpack = (f"tdk_unpack_weights({self.const_symbols[weights.name]}, {weights.size}, "
+                           f"{weights.quant.bits}, {self.unpack_ref}, 0);")
+        self._specialize(call, op, p)
         return call
 
     def _specialize(self, call: OpCall, op: Op, p: dict) -> None:
@@ -197,7 +195,14 @@ class Emitter:
         if op.kind in ("conv2d", "depthwise_conv2d", "fully_connected"):
             at = call.args.index(self.const(op.inputs[1]))   # bias, multiplier, shift follow the weights
             call.args[at + 1:at + 4] = [a if a == "NULL" else f"TDK_PORTABLE_ONLY({a})" for a in call.args[at + 1:at + 4]]
-            if "dsp_weights" in spec:
+            if "dsp_weights" in spec and call.unpack:   # packed in the DSP order too, unpacked to int16
+                dsp = spec.pop("dsp_weights")
+                t = self.graph.tensors[op.inputs[1]]
+                packed = self.array("uint8_t", pack_weights(dsp, t.quant.bits), portable=False)
+                plain = self.const_symbols[t.name]
+                call.unpack = (f"tdk_unpack_weights(TDK_DSP_PICK({plain}, {packed}), TDK_DSP_PICK({t.size}, {dsp.size}), "
+                               f"{t.quant.bits}, {self.unpack_ref}, TDK_DSP_PICK(0, 1));")
+            elif "dsp_weights" in spec:
                 dsp = self.array("int16_t", spec.pop("dsp_weights"), portable=False)
                 call.args[at] = f"TDK_DSP_SELECT({call.args[at]}, {dsp})"
         call.template = TEMPLATE_OF_KERNEL.get(call.kind, call.kind)
@@ -427,7 +432,6 @@ def emit_c_project(schedule, out_dir: Path, test_inputs: list[np.ndarray], prefi
                stream_input=schedule.stream_input, input_shape=shape,
                views=emitter.views, io=io, arena_bytes=schedule.plan.arena_bytes, kinds=kernels,
                prototypes=PROTOTYPES, prototype=prototype, c_init=c_init,
-               unpacked_symbol=emitter.unpacked_symbol, unpacked_bytes=emitter.unpacked_bytes,
                specs={t: list(named.values()) for t, named in specs.items()}, c_array_body=c_array_body,
                inputs_at=[] if schedule.stream_input else [schedule.offset(n) for n in graph.inputs],
                outputs_at=[schedule.offset(n) for n in graph.outputs],
@@ -443,8 +447,7 @@ def emit_c_project(schedule, out_dir: Path, test_inputs: list[np.ndarray], prefi
         path.write_text(env.get_template(template).render(**ctx))
     write_build_files(out_dir, env)
     # constants of the portable build (an optimized build links the optimized kernels' own)
-    return {"weights_bytes": sum(c.nbytes for c in emitter.consts if c.portable), "kernels": kernels,
-            "unpacked_weights_bytes": emitter.unpacked_bytes}
+    return {"weights_bytes": sum(c.nbytes for c in emitter.consts if c.portable), "kernels": kernels}
 
 
 def write_test_inputs(c_dir: Path, test_inputs: list[np.ndarray], ctype: str, prefix: str = "model") -> None:

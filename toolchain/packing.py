@@ -42,3 +42,19 @@ def unpack_weights(packed: np.ndarray, count: int, bits: int) -> np.ndarray:
     fields = (np.asarray(packed, np.int64)[:, None] >> (np.arange(per_byte) * bits)) & ((1 << bits) - 1)
     fields = fields.reshape(-1)[:count]
     return (fields - ((fields >> (bits - 1)) << bits)).astype(np.int8)
+
+
+def unpacked_bytes(graph, op) -> int:
+    """Bytes of the arena scratch an op with sub-8-bit weights unpacks them into (0 for int8
+    weights): the widest layout a C kernel reads them in, int8 in IR order, or for conv and
+    fully connected on Cortex-M DSP the GEMM's int16 filters, padded to pairs of filters and
+    groups of 4 weights (targets/kernel_spec.py, dsp_gemm_weights)."""
+    if op.kind not in ("conv2d", "depthwise_conv2d", "fully_connected"):
+        return 0
+    t = graph.tensors[op.inputs[1]]
+    if t.quant is None or t.quant.bits == 8:
+        return 0
+    if op.kind == "depthwise_conv2d":
+        return t.size
+    filters, k = t.shape[0], t.size // t.shape[0]
+    return max(t.size, 2 * (-(-filters // 2) * 2) * (-(-k // 4) * 4))

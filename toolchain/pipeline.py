@@ -171,8 +171,7 @@ def convert(model_path: str | Path, target: str, out_dir: str | Path, io: str = 
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         facts = emit_c_project(schedule, tmp / "c", inputs, prefix)
-        need = fit.estimate(schedule.plan.arena_bytes + facts["unpacked_weights_bytes"],
-                            boundary(schedule.graph, schedule.graph.outputs)["bytes"],
+        need = fit.estimate(schedule.plan.arena_bytes, boundary(schedule.graph, schedule.graph.outputs)["bytes"],
                             facts["weights_bytes"], len(facts["kernels"]))
         fit.check_fits(board, model_path.name, need, "estimated")
         np.save(tmp / "c" / "harness" / "test_inputs.npy", np.stack(inputs))
@@ -220,7 +219,7 @@ def build_report(schedule, facts, target, settings) -> dict:
     live = [sum(b.size for b in schedule.buffers if b.first <= s <= b.last) for s in range(steps)]
     layer_by_layer = graph_buffers(graph)
     precision = precision_report(graph)
-    precision["unpacked_weights_scratch_bytes"] = facts.get("unpacked_weights_bytes", 0)
+    precision["unpack_scratch_bytes"] = max((b.size for b in schedule.buffers if b.name.startswith("unpack")), default=0)
     return {
         "target": target,
         "model": settings["source"],

@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 
 from targets.c_emitter import WEIGHTED_KINDS
-from tests.targets.kernel_models import expected_outputs, patched_schedule, random_feeds, run_c, schedules
+from targets.kernel_spec import dsp_gemm_weights
+from tests.targets.kernel_models import (PORTABLE, expected_outputs, patched_schedule, random_feeds, run_c,
+                                         schedules)
 from tests.targets.test_kernels_host import chain_graph, sweep_graph
 from toolchain.ir import Graph
-from toolchain.packing import weight_range
+from toolchain.packing import unpacked_bytes, weight_range
 
 
 def with_weight_bits(graph: Graph, bits_of) -> Graph:
@@ -36,17 +38,18 @@ def runs(bits_of):
             (chain, patched_schedule(chain, 0, 3, 3))]
 
 
-def check(tmp_path, target, bits_of):
+def check(tmp_path, target, bits_of, cflags=""):
     for k, (graph, schedule) in enumerate(runs(bits_of)):
         feeds = random_feeds(graph, 2, seed=13)
-        got = run_c(schedule, tmp_path / f"run{k}", target, feeds)
+        got = run_c(schedule, tmp_path / f"run{k}", target, feeds, cflags)
         for i, x in enumerate(feeds):
             assert got[i] == expected_outputs(graph, x), f"run {k}, input {i}"
 
 
+@pytest.mark.parametrize("cflags", ["", PORTABLE], ids=["optimized", "portable"])
 @pytest.mark.parametrize("bits", [4, 2])
-def test_packed_kernels_on_host_are_byte_exact(tmp_path, bits):
-    check(tmp_path, "host", lambda i: bits)
+def test_packed_kernels_on_host_are_byte_exact(tmp_path, bits, cflags):
+    check(tmp_path, "host", lambda i: bits, cflags)
     model_c = (tmp_path / "run0" / "c" / "model.c").read_text()
     assert model_c.count("tdk_unpack_weights(") == sum(op.kind in WEIGHTED_KINDS for op in sweep_graph().ops)
 
@@ -58,9 +61,25 @@ def test_packed_weights_are_in_flash_packed(tmp_path):
     packed = emit_c_project(schedules(graph, False), tmp_path / "packed", [])
     weights = sum(graph.tensors[op.inputs[1]].size for op in graph.ops if op.kind in WEIGHTED_KINDS)
     assert 0 < int8["weights_bytes"] - packed["weights_bytes"] <= weights // 2 + len(graph.ops)
-    assert packed["unpacked_weights_bytes"] == max(graph.tensors[op.inputs[1]].size for op in graph.ops)
+    scratch = {b.name: b for b in schedules(graph, False).buffers if b.name.startswith("unpack")}
+    assert len(scratch) == sum(op.kind in WEIGHTED_KINDS for op in graph.ops)
+    for i, op in enumerate(graph.ops):   # the op's own step only; at least its int8 weights
+        assert scratch[f"unpack{i}"].first == scratch[f"unpack{i}"].last == i + 1
+        assert scratch[f"unpack{i}"].size >= graph.tensors[op.inputs[1]].size
 
 
-@pytest.mark.parametrize("target", ["cortex-m4", "rv32imc"])
-def test_mixed_kernels_in_emulation_are_byte_exact(tmp_path, target):
-    check(tmp_path, target, lambda i: (4, 2, 8)[i % 3])
+CROSS = [("cortex-m4", ""), ("cortex-m4", PORTABLE), ("rv32imc", "")]
+
+
+@pytest.mark.parametrize("target,cflags", CROSS, ids=["cortex-m4", "cortex-m4-portable", "rv32imc"])
+def test_mixed_kernels_in_emulation_are_byte_exact(tmp_path, target, cflags):
+    check(tmp_path, target, lambda i: (4, 2, 8)[i % 3], cflags)
+
+
+def test_scratch_holds_the_dsp_gemm_filters():
+    graph = with_weight_bits(sweep_graph(), lambda i: 2)
+    for op in graph.ops:
+        w = graph.tensors[op.inputs[1]]
+        taps = w.data.reshape(w.shape[0], -1)
+        need = w.size if op.kind == "depthwise_conv2d" else max(w.size, 2 * dsp_gemm_weights(taps).size)
+        assert unpacked_bytes(graph, op) == need
