@@ -1,13 +1,15 @@
 """Mixed precision (HAQ-style, measured sensitivity, no retraining): per-layer weight bit widths
-8, 4 or 2 for conv, depthwise and fully-connected layers (activations stay int8), chosen under a
-budget on weight bytes (packed, as in flash) or on BitOPs (MACs x weight bits x activation bits).
+8, 4 or 2 for conv, depthwise and fully-connected layers and, when asked, 4-bit activations
+(outputs of those layers, held in int8 and clamped to [-8, 7]), chosen under a budget on weight
+bytes (packed, as in flash) or on BitOPs (MACs x weight bits x input activation bits).
 
-Sensitivity of a layer at b bits: the float model's output with only that layer's weights
-quantized to b bits (per channel, least-squares clipping, as quantize_weights does), against
-the float output on calibration samples, as mean squared error relative to the output's
-variance. The search starts from int8 everywhere and lowers, one step at a time (8 -> 4 -> 2),
-the layer whose next step adds the least sensitivity per byte (or BitOP) saved, until the
-budget holds.
+Sensitivity of a layer's weights (or of an activation) at b bits: the float model's output with
+only those weights quantized to b bits (per channel, least-squares clipping, as quantize_weights
+does), or only that activation fake-quantized to b bits over its calibrated range, against the
+float output on calibration samples, as mean squared error relative to the output's variance.
+The search starts from int8 everywhere and takes, one step at a time (weights 8 -> 4 -> 2,
+activations 8 -> 4), the step that adds the least sensitivity per byte (or BitOP) saved, until
+the budget holds.
 """
 from __future__ import annotations
 
@@ -21,7 +23,8 @@ from toolchain.float_reference import run_float
 from toolchain.ir import Graph
 from toolchain.packing import packed_bytes, weight_range
 
-from .ptq import WEIGHT_AXIS, quantize_weights
+from .ptq import WEIGHT_AXIS, four_bit_candidates, propagate_bits, quantize_weights
+from .ranges import affine_params
 
 ACTIVATION_BITS = 8
 SENSITIVITY_SAMPLES = 64
@@ -46,8 +49,10 @@ def weight_bytes(layers: list[Layer], bits: dict[str, int]) -> int:
 
 
 def bitops(graph: Graph, bits: dict[str, int]) -> int:
-    """MACs x weight bits x activation bits over every op (ops without weights count 8 x 8)."""
-    return sum(op_macs(graph, op) * ACTIVATION_BITS *
+    """MACs x weight bits x input activation bits over every op (8 unless `bits` says otherwise;
+    ops without weights count 8 bits for them)."""
+    bits = propagate_bits(graph, bits)
+    return sum(op_macs(graph, op) * bits.get(op.inputs[0], ACTIVATION_BITS) *
                (bits.get(op.inputs[1], 8) if op.kind in WEIGHT_AXIS else 8) for op in graph.ops)
 
 
@@ -87,27 +92,43 @@ def fake_quantized(graph: Graph, bits: dict[str, int]) -> Graph:
     return Graph(tensors, graph.ops, graph.inputs, graph.outputs)
 
 
-def _outputs(graph: Graph, samples: np.ndarray) -> np.ndarray:
+def fake_quantized_activation(name: str, value_range: tuple[float, float], bits: int):
+    """A run_float hook: activation `name` on the grid of `bits` bits over its range."""
+    scale, zp = affine_params(*value_range, bits)
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+    def after(tensor, value):
+        if tensor != name:
+            return value
+        return ((np.clip(np.round(value / scale) + zp, lo, hi) - zp) * scale).astype(np.float32)
+    return after
+
+
+def _outputs(graph: Graph, samples: np.ndarray, after=None) -> np.ndarray:
     shape = graph.tensors[graph.inputs[0]].shape
-    return np.stack([np.concatenate([o.reshape(-1) for o in run_float(graph, [x.reshape(shape)])])
+    return np.stack([np.concatenate([o.reshape(-1) for o in run_float(graph, [x.reshape(shape)], after=after)])
                      for x in samples])
 
 
-def layer_sensitivity(graph: Graph, samples: np.ndarray, progress=None) -> dict[str, dict[int, float]]:
-    """weight tensor -> {bits: relative output MSE with only that layer at those bits}."""
+def layer_sensitivity(graph: Graph, samples: np.ndarray, ranges: dict | None = None,
+                      progress=None) -> dict[str, dict[int, float]]:
+    """weight tensor (or activation) -> {bits: relative output MSE with only it at those bits};
+    activations (four_bit_candidates) only when their calibrated `ranges` are given."""
     samples = samples[:SENSITIVITY_SAMPLES]
     reference = _outputs(graph, samples)
     variance = max(float(reference.var()), 1e-12)
-    layers = weight_layers(graph)
-    result, done = {}, 0
-    for layer in layers:
-        result[layer.weights] = {8: 0.0}
-        for bits in (4, 2):
-            out = _outputs(fake_quantized(graph, {layer.weights: bits}), samples)
-            result[layer.weights][bits] = float(((out - reference) ** 2).mean()) / variance
-            done += 1
-            if progress:
-                progress(done, 2 * len(layers))
+    trials = [(layer.weights, b) for layer in weight_layers(graph) for b in (4, 2)]
+    if ranges is not None:
+        trials += [(name, 4) for name in four_bit_candidates(graph)]
+    result = {}
+    for done, (name, b) in enumerate(trials, 1):
+        if graph.tensors[name].is_const:
+            out = _outputs(fake_quantized(graph, {name: b}), samples)
+        else:
+            out = _outputs(graph, samples, fake_quantized_activation(name, ranges[name], b))
+        result.setdefault(name, {8: 0.0})[b] = float(((out - reference) ** 2).mean()) / variance
+        if progress:
+            progress(done, len(trials))
     return result
 
 
@@ -115,24 +136,24 @@ def search_bits(graph: Graph, sensitivity: dict[str, dict[int, float]], kind: st
     """Greedy: lower the layer whose next step costs the least sensitivity per unit saved until the
     budget holds. Returns weight tensor -> bits (every weighted layer)."""
     layers = weight_layers(graph)
-    bits = {layer.weights: 8 for layer in layers}
-    int8_bytes = weight_bytes(layers, bits)
+    bits = dict.fromkeys(sensitivity, 8)
+    int8_bytes = weight_bytes(layers, {})
 
     def cost(b):
         return weight_bytes(layers, b) if kind == "weight_fraction" else bitops(graph, b)
     limit = value * int8_bytes if kind == "weight_fraction" else value
     while cost(bits) > limit:
         best = None
-        for layer in layers:
-            now = bits[layer.weights]
-            if now not in LOWER:
+        for order, name in enumerate(sensitivity):
+            now = bits[name]
+            if LOWER.get(now) not in sensitivity[name]:
                 continue
-            trial = {**bits, layer.weights: LOWER[now]}
+            trial = {**bits, name: LOWER[now]}
             saved = cost(bits) - cost(trial)
             if saved <= 0:
                 continue
-            extra = max(sensitivity[layer.weights][LOWER[now]] - sensitivity[layer.weights][now], 0.0)
-            key = (extra / saved, layer.index)
+            extra = max(sensitivity[name][LOWER[now]] - sensitivity[name][now], 0.0)
+            key = (extra / saved, order)
             if best is None or key < best[0]:
                 best = (key, trial)
         if best is None:
@@ -145,28 +166,30 @@ def search_bits(graph: Graph, sensitivity: dict[str, dict[int, float]], kind: st
     return bits
 
 
-def choose_weight_bits(graph: Graph, samples: np.ndarray, kind: str, value: float,
-                       progress=None) -> tuple[dict[str, int], dict]:
-    """The bits per weight tensor under the budget, and the search's record for the report."""
-    sensitivity = layer_sensitivity(graph, samples, progress)
+def choose_bits(graph: Graph, samples: np.ndarray, kind: str, value: float, ranges: dict | None = None,
+                progress=None) -> tuple[dict[str, int], dict]:
+    """The bits per weight tensor (and, given the calibrated `ranges`, per 4-bit-capable
+    activation) under the budget, and the search's record for the report."""
+    sensitivity = layer_sensitivity(graph, samples, ranges, progress)
     bits = search_bits(graph, sensitivity, kind, value)
     return bits, {"budget": {kind: value}, "sensitivity_samples": min(len(samples), SENSITIVITY_SAMPLES),
                   "sensitivity": {name: {str(b): s for b, s in v.items()} for name, v in sensitivity.items()}}
 
 
-def apply_weight_bits(graph: Graph, bits: dict[str, int]) -> Graph:
-    """Mark the weight tensors of an int8 graph (e.g. read back from its TFLite file) with their
-    bit widths; each must hold values in its range."""
+def apply_bits(graph: Graph, bits: dict[str, int]) -> Graph:
+    """Mark the tensors of an int8 graph (e.g. read back from its TFLite file) with their bit
+    widths (weights: their values must lie in the range; activations: int8 held values)."""
     tensors = dict(graph.tensors)
     for name, b in bits.items():
         if b == 8:
             continue
-        if name not in tensors or not tensors[name].is_const:
-            raise UserError(f"mixed precision: no weight tensor '{name}' in the quantized model")
+        if name not in tensors or tensors[name].quant is None or tensors[name].dtype != "int8":
+            raise UserError(f"mixed precision: no int8 tensor '{name}' in the quantized model")
         t = tensors[name]
-        lo, hi = weight_range(b)
-        if t.data.min() < lo or t.data.max() > hi:
-            raise UserError(f"mixed precision: '{name}' has values outside the {b}-bit range [{lo}, {hi}]")
+        if t.is_const:
+            lo, hi = weight_range(b)
+            if t.data.min() < lo or t.data.max() > hi:
+                raise UserError(f"mixed precision: '{name}' has values outside the {b}-bit range [{lo}, {hi}]")
         tensors[name] = replace(t, quant=replace(t.quant, bits=b))
     return Graph(tensors, graph.ops, graph.inputs, graph.outputs)
 
@@ -179,13 +202,16 @@ def precision_report(graph: Graph) -> dict:
             continue
         t = graph.tensors[op.inputs[1]]
         b = t.quant.bits if t.quant is not None else 8
+        x = graph.tensors[op.inputs[0]]
+        a = x.quant.bits if x.quant is not None else ACTIVATION_BITS
         macs = op_macs(graph, op)
         rows.append({"index": i, "op": op.kind, "name": op.name, "weight_bits": b,
-                     "activation_bits": ACTIVATION_BITS, "weight_bytes": packed_bytes(t.size, b),
-                     "int8_weight_bytes": t.size, "macs": macs, "bitops": macs * b * ACTIVATION_BITS})
+                     "activation_bits": a, "weight_bytes": packed_bytes(t.size, b),
+                     "int8_weight_bytes": t.size, "macs": macs, "bitops": macs * b * a})
     packed = sum(r["weight_bytes"] for r in rows)
     int8 = sum(r["int8_weight_bytes"] for r in rows)
+    bits = {name: t.quant.bits for name, t in graph.tensors.items() if t.quant is not None and t.quant.bits < 8}
     return {"layers": rows, "weight_bytes": packed, "int8_weight_bytes": int8,
             "weight_fraction": round(packed / int8, 4) if int8 else 1.0,
-            "bitops": bitops(graph, {op.inputs[1]: graph.tensors[op.inputs[1]].quant.bits
-                                     for op in graph.ops if op.kind in WEIGHT_AXIS and graph.tensors[op.inputs[1]].quant})}
+            "four_bit_activations": sorted(n for n in bits if not graph.tensors[n].is_const),
+            "bitops": bitops(graph, bits)}

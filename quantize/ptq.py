@@ -37,9 +37,41 @@ def _interval(params: tuple[float, int]) -> tuple[float, float]:
     return (-128 - zp) * scale, (127 - zp) * scale
 
 
-def activation_params(graph: Graph, ranges: dict[str, tuple[float, float]]) -> dict[str, tuple[float, int]]:
-    """(scale, zero point) of every activation: calibrated, then TFLite's constraints in op order."""
-    params = {name: affine_params(*ranges[name]) for name in graph.activations()}
+FOUR_BIT_READERS = ("conv2d", "depthwise_conv2d", "fully_connected", "add", "mul", "avg_pool2d", "max_pool2d",
+                    "mean", "pad", "reshape", "relu", "relu6")
+
+
+def four_bit_candidates(graph: Graph) -> list[str]:
+    """Activations that may be held in 4 bits: outputs of conv, depthwise and fully connected
+    layers that are no graph output and reach only ops that take any input grid (not concat's
+    shared grid, not softmax) through ops that keep it (pad, reshape, pools, relu6)."""
+    def ok(name):
+        if name in graph.outputs:
+            return False
+        for i in graph.consumers(name):
+            op = graph.ops[i]
+            if op.kind not in FOUR_BIT_READERS or (op.kind in SAME_AS_INPUT and not ok(op.outputs[0])):
+                return False
+        return True
+    return [op.outputs[0] for op in graph.ops if op.kind in WEIGHT_AXIS and ok(op.outputs[0])]
+
+
+def propagate_bits(graph: Graph, bits: dict[str, int]) -> dict[str, int]:
+    """Bit widths per tensor with ops that move values (pad, pools, reshape, ...) passing their
+    input's width on to their output."""
+    bits = dict(bits)
+    for op in graph.ops:
+        if op.kind in SAME_AS_INPUT and op.inputs[0] in bits:
+            bits[op.outputs[0]] = bits[op.inputs[0]]
+    return bits
+
+
+def activation_params(graph: Graph, ranges: dict[str, tuple[float, float]],
+                      activation_bits: dict[str, int] | None = None) -> dict[str, tuple[float, int]]:
+    """(scale, zero point) of every activation: calibrated (at its bit width, default 8), then
+    TFLite's constraints in op order."""
+    activation_bits = activation_bits or {}
+    params = {name: affine_params(*ranges[name], activation_bits.get(name, 8)) for name in graph.activations()}
     for op in graph.ops:
         out = op.outputs[0]
         if op.kind == "softmax":
@@ -112,11 +144,18 @@ def check_float(graph: Graph) -> None:
 
 
 def quantize_graph(graph: Graph, ranges: dict[str, tuple[float, float]],
-                   weight_bits: dict[str, int] | None = None) -> Graph:
-    """weight_bits: float weight tensor name -> 8, 4 or 2 (default 8)."""
+                   weight_bits: dict[str, int] | None = None, activation_bits: dict[str, int] | None = None) -> Graph:
+    """weight_bits: float weight tensor name -> 8, 4 or 2 (default 8); activation_bits: activation
+    (one of four_bit_candidates) -> 8 or 4, held in int8 and clamped to [-8, 7] by its producer."""
     check_float(graph)
     weight_bits = weight_bits or {}
-    params = activation_params(graph, ranges)
+    activation_bits = propagate_bits(graph, activation_bits or {})
+    bad = [n for n, b in activation_bits.items() if b < 8 and n not in propagate_bits(
+        graph, dict.fromkeys(four_bit_candidates(graph), 4))]
+    if bad:
+        raise UserError(f"activation(s) {', '.join(bad)}: 4 bits only for conv/depthwise/FC outputs that "
+                        f"feed no concat, softmax or graph output")
+    params = activation_params(graph, ranges, activation_bits)
     tensors: dict[str, Tensor] = {}
     ops: list[Op] = []
     int8_name: dict[str, str] = {}
@@ -168,6 +207,7 @@ def quantize_graph(graph: Graph, ranges: dict[str, tuple[float, float]],
                 inputs.append(constant(name, q, "int8", [p[0]], [p[1]], None))
         int8_name[out] = unique(f"{out}_int8") if out in graph.outputs else out
         tensors[int8_name[out]] = _int8_tensor(int8_name[out], graph.tensors[out].shape, params[out])
+        tensors[int8_name[out]].quant.bits = activation_bits.get(out, 8)
         # PAD's value is 0.0 in float and the zero point (the default) in int8
         attrs = {k: v for k, v in op.attrs.items() if not (op.kind == "pad" and k == "pad_value")}
         ops.append(replace(op, inputs=inputs, outputs=[int8_name[out]], attrs=attrs))

@@ -20,13 +20,15 @@ SHRINK = np.linspace(0.2, 1.0, 81)  # candidate intervals: extremes x factor
 KL_EPSILON = 1e-4
 
 
-def affine_params(low: float, high: float) -> tuple[float, int]:
-    """int8 scale (as float32) and zero point covering [low, high], which is widened to hold 0."""
+def affine_params(low: float, high: float, bits: int = 8) -> tuple[float, int]:
+    """Scale (as float32) and zero point of `bits`-bit values (int8 storage; 4 bits: [-8, 7])
+    covering [low, high], which is widened to hold 0."""
     low, high = min(low, 0.0), max(high, 0.0)
     if high - low < 1e-12:
         high = low + 1e-6
-    scale = float(np.float32((high - low) / 255.0))
-    zero_point = int(np.clip(np.round(-128 - low / scale), -128, 127))
+    qmin, qmax = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    scale = float(np.float32((high - low) / (qmax - qmin)))
+    zero_point = int(np.clip(np.round(qmin - low / scale), qmin, qmax))
     return scale, zero_point
 
 

@@ -134,10 +134,13 @@ input_shape_option = click.option(
 @click.option("--weight-budget", type=float, default=None,
               help="--quant mixed: weight bytes (packed) at most this fraction of the int8 weight bytes.")
 @click.option("--budget", "quant_budget", default=None,
-              help="--quant mixed: bitops=N, the model's BitOPs (MACs x weight bits x 8) at most N.")
+              help="--quant mixed: bitops=N, the model's BitOPs (MACs x weight bits x activation bits) at most N.")
+@click.option("--mixed-activations", is_flag=True,
+              help="--quant mixed: the search may also hold conv/depthwise/FC outputs in 4 bits (int8 storage "
+                   "clamped to [-8, 7]: fewer BitOPs, same SRAM; verify then compares with the reference only).")
 def convert(model, target, out_dir, io, prefix, patch, max_mac_overhead, stream_input, calib, calib_method,
             input_shape, prune_ratio, prune_budget, prune_importance, prune_epochs, labels, quant, weight_budget,
-            quant_budget):
+            quant_budget, mixed_activations):
     """Convert MODEL into a C project (and TFLite artifacts) in an output folder."""
     from .pipeline import convert as run_convert
     if not prefix.isidentifier():
@@ -149,9 +152,9 @@ def convert(model, target, out_dir, io, prefix, patch, max_mac_overhead, stream_
     if quant == "mixed":
         from quantize import parse_budget
         kind, value = parse_budget(weight_budget, quant_budget)
-        mixed = {"kind": kind, "value": value}
-    elif weight_budget is not None or quant_budget is not None:
-        raise UserError("--weight-budget and --budget choose mixed precision: add --quant mixed")
+        mixed = {"kind": kind, "value": value, "activations": mixed_activations}
+    elif weight_budget is not None or quant_budget is not None or mixed_activations:
+        raise UserError("--weight-budget, --budget and --mixed-activations choose mixed precision: add --quant mixed")
     step = _progress()
     pruning = None
     if prune_ratio is not None or prune_budget is not None:
@@ -176,7 +179,8 @@ def convert(model, target, out_dir, io, prefix, patch, max_mac_overhead, stream_
                    f"{p['agreement_with_unpruned']['top1_agreement']:.1%} on {p['agreement_with_unpruned']['samples']} samples")
     if mixed:
         p = report["precision"]
-        bits = "/".join(str(r["weight_bits"]) for r in p["layers"])
+        bits = "/".join(str(r["weight_bits"]) + ("" if r["activation_bits"] == 8 else f"(a{r['activation_bits']})")
+                        for r in p["layers"])
         click.echo(f"mixed precision: weight bits per layer {bits}; weights {p['weight_bytes']:,} B packed = "
                    f"{p['weight_fraction']:.1%} of int8 ({p['int8_weight_bytes']:,} B); "
                    f"{report['compute']['bitops']:,} BitOPs")

@@ -111,8 +111,9 @@ def float_relu6(graph, op, x):
 FLOAT_OPS = {name[6:]: fn for name, fn in globals().items() if name.startswith("float_")}
 
 
-def run_float(graph: Graph, feeds: list[np.ndarray], keep: bool = False) -> list[np.ndarray] | dict:
+def run_float(graph: Graph, feeds: list[np.ndarray], keep: bool = False, after=None) -> list[np.ndarray] | dict:
     """Run a float32 graph on one set of inputs (one array per graph input, in its shape).
+    after(tensor name, value) -> value, when given, sees (and may replace) every op output.
 
     Returns the graph outputs, or with keep=True every tensor's value by name."""
     values: dict[str, np.ndarray] = {}
@@ -129,6 +130,8 @@ def run_float(graph: Graph, feeds: list[np.ndarray], keep: bool = False) -> list
         args = [values[n] if n in values else graph.tensors[n].data for n in op.inputs]
         out = FLOAT_OPS[op.kind](graph, op, *args)
         values[op.outputs[0]] = np.asarray(out).astype(np.float32).reshape(t.shape)
+        if after is not None:
+            values[op.outputs[0]] = after(op.outputs[0], values[op.outputs[0]])
     if keep:
         return values
     return [values[n] for n in graph.outputs]

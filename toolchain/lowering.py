@@ -27,8 +27,11 @@ def quantize_float(value: float, t: Tensor) -> int:
 
 
 def activation_range(activation: str | None, out: Tensor) -> tuple[int, int]:
-    """CalculateActivationRangeQuantized."""
+    """CalculateActivationRangeQuantized; an int8 tensor of fewer bits (QuantParams.bits: a 4-bit
+    feature map held in int8) clamps to that width's two's complement range."""
     qmin, qmax = QRANGE[out.dtype]
+    if out.quant is not None and out.quant.bits < 8 and out.dtype == "int8":
+        qmin, qmax = -(1 << (out.quant.bits - 1)), (1 << (out.quant.bits - 1)) - 1
     if activation is None:
         return qmin, qmax
     if activation == "relu":

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from patch_inference.memory_planner import graph_buffers, plan_memory
-from quantize import (DEFAULT_METHOD, apply_weight_bits, choose_weight_bits, load_calibration,
+from quantize import (DEFAULT_METHOD, apply_bits, calibrated_ranges, choose_bits, load_calibration,
                       post_training_quantize, precision_report)
 from patch_inference.schedule import build_schedule, parse_patch_option, search_schedule
 from targets import build as target_build
@@ -52,9 +52,11 @@ def import_int8(model_path: Path, calib: Path | None = None, calib_method: str =
     is taken as it is; a float model is pruned (when `pruning` asks), calibrated on `calib`,
     quantized, and written as model_float32/float16/int8.tflite. The graph is read back from
     model_int8.tflite, so convert and verify see the same file. `pruning` gets its report.
-    `mixed` ({"kind", "value"} from quantize.parse_budget, optional "progress") chooses weight bits
-    per layer under the budget; the TFLite file holds their values as int8 (exact: TFLite Micro
-    computes what the C does), the graph carries the bits, and `mixed` gets "bits" and "report"."""
+    `mixed` ({"kind", "value"} from quantize.parse_budget, "activations": bool, optional
+    "progress") chooses weight bits per layer (and 4-bit activations) under the budget; the
+    TFLite file holds the weights' values as int8 (exact: TFLite Micro computes what the C does,
+    unless activations are 4-bit: TFLite cannot clamp to them), the graph carries the bits, and
+    `mixed` gets "bits" (tensor -> bits below 8) and "report"."""
     graph = load_model(model_path, input_shape)
     if not is_float_model(graph):
         if calib is not None:
@@ -70,20 +72,21 @@ def import_int8(model_path: Path, calib: Path | None = None, calib_method: str =
     samples = load_calibration(calib, graph)
     if pruning:
         graph = prune_float(graph, samples, pruning)
-    weight_bits = None
+    bits = ranges = None
     if mixed:
-        weight_bits, mixed["report"] = choose_weight_bits(graph, samples, mixed["kind"], mixed["value"],
-                                                          mixed.get("progress"))
-    quantized = post_training_quantize(graph, samples, calib_method, progress=calib_progress,
-                                       weight_bits=weight_bits)
+        ranges = calibrated_ranges(graph, samples, calib_method, progress=calib_progress)
+        bits, mixed["report"] = choose_bits(graph, samples, mixed["kind"], mixed["value"],
+                                            ranges if mixed.get("activations") else None, mixed.get("progress"))
+    quantized = post_training_quantize(graph, samples, calib_method, progress=calib_progress, bits=bits,
+                                       ranges=ranges)
     artifacts = {"model_float32.tflite": export_tflite(graph),
                  "model_float16.tflite": export_tflite(graph, float16_weights=True),
                  "model_int8.tflite": export_tflite(quantized)}
     imported = import_tflite(artifacts["model_int8.tflite"], str(model_path))
     if mixed:
         mixed["bits"] = {name: t.quant.bits for name, t in quantized.tensors.items()
-                         if t.is_const and t.quant is not None and t.quant.bits < 8}
-        imported = apply_weight_bits(imported, mixed["bits"])
+                         if t.quant is not None and t.quant.bits < 8}
+        imported = apply_bits(imported, mixed["bits"])
     return imported, artifacts
 
 
@@ -184,7 +187,8 @@ def convert(model_path: str | Path, target: str, out_dir: str | Path, io: str = 
                     "patch": patch, "max_mac_overhead": max_mac_overhead, "stream_input": stream_input,
                     "calib": calib and str(calib), "calib_method": calib_method if calib else None,
                     "quant": "mixed" if mixed else "int8",
-                    "mixed": {"budget": {mixed["kind"]: mixed["value"]}, "weight_bits": mixed["bits"]} if mixed else None}
+                    "mixed": {"budget": {mixed["kind"]: mixed["value"]}, "activations": bool(mixed.get("activations")),
+                              "bits": mixed["bits"]} if mixed else None}
         (tmp / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
         report = build_report(schedule, facts, target, settings)
         if mixed:
@@ -289,7 +293,11 @@ def verify(out_dir: str | Path, target: str | None = None, inputs_path: str | Pa
     settings = json.loads(settings_path.read_text())
     target = target or settings["target"]
     board = get_target(target)
-    graph = prepare_graph(out_dir / MODEL_FILE, settings["io"])
+    graph = apply_bits(prepare_graph(out_dir / MODEL_FILE, settings["io"]),
+                       (settings.get("mixed") or {}).get("bits", {}))
+    # TFLite holds sub-8-bit weights exactly but cannot clamp an activation to 4 bits
+    four_bit_activations = any(not t.is_const and t.quant is not None and t.quant.bits < 8
+                               for t in graph.tensors.values())
     io_in = boundary(graph, graph.inputs)
     c_dir = out_dir / "c"
     if inputs_path is not None:
@@ -310,7 +318,7 @@ def verify(out_dir: str | Path, target: str | None = None, inputs_path: str | Pa
                     "mismatched_inputs": mismatches, "reference": "tinydeploy integer reference (numpy)",
                     "instructions_per_inference": result.counts and result.counts.per_inference,
                     "instructions_total": result.counts and result.counts.total}
-    if tflm.available():
+    if tflm.available() and not four_bit_activations:
         step("comparing with TensorFlow Lite Micro")
         tflm_bytes = _tflm_outputs(out_dir / MODEL_FILE, graph, settings["io"], inputs)
         tflm_bad = [i for i, e in enumerate(tflm_bytes) if result.outputs.get(i) != e]

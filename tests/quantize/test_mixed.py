@@ -27,7 +27,7 @@ import json  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
 from benchmarks.shared_models import REPO  # noqa: E402
-from quantize.mixed import (bitops, choose_weight_bits, parse_budget, search_bits, weight_bytes,  # noqa: E402
+from quantize.mixed import (bitops, choose_bits, parse_budget, search_bits, weight_bytes,  # noqa: E402
                             weight_layers)
 from toolchain import pipeline  # noqa: E402
 from toolchain.cli import main  # noqa: E402
@@ -83,7 +83,7 @@ def test_impossible_budget_says_what_the_floor_is(mnist):
 
 def test_measured_sensitivity_grows_as_bits_shrink(mnist):
     graph, samples = mnist
-    bits, record = choose_weight_bits(graph, samples, "weight_fraction", 0.6)
+    bits, record = choose_bits(graph, samples, "weight_fraction", 0.6)
     assert record["sensitivity_samples"] == 16
     for s in record["sensitivity"].values():
         assert 0 <= s["4"] <= s["2"]
@@ -117,7 +117,54 @@ def test_mixed_mnist_end_to_end_is_byte_exact(tmp_path):
     assert report["compute"]["bitops"] == precision["bitops"] <= 45e6
     assert {r["weight_bits"] for r in precision["layers"]} > {8}
     assert precision["weight_bytes"] == sum(r["weight_bytes"] for r in precision["layers"])
-    assert json.loads((out / "convert.json").read_text())["mixed"]["weight_bits"]
+    assert json.loads((out / "convert.json").read_text())["mixed"]["bits"]
     assert "tdk_unpack_weights(" in (out / "c" / "model.c").read_text()
     verified = pipeline.verify(out, "host")
     assert verified["verification"]["bit_exact"]
+
+
+# ---- 4-bit activations ----
+
+from quantize import calibrated_ranges, post_training_quantize  # noqa: E402
+from quantize.mixed import layer_sensitivity  # noqa: E402
+from quantize.ptq import four_bit_candidates, quantize_graph  # noqa: E402
+from toolchain.reference import run_reference  # noqa: E402
+
+
+def test_four_bit_activations_hold_values_in_range(mnist):
+    graph, samples = mnist
+    candidates = four_bit_candidates(graph)
+    assert candidates and not set(candidates) & set(graph.outputs)
+    q = post_training_quantize(graph, samples, bits=dict.fromkeys(candidates, 4))
+    values = run_reference(q, [samples[0][None]], keep=True)
+    for name in candidates:
+        t = q.tensors[name]
+        assert t.quant.bits == 4 and -8 <= t.zero_point() <= 7
+        assert values[name].min() >= -8 and values[name].max() <= 7
+    with pytest.raises(UserError, match="4 bits only"):
+        quantize_graph(graph, calibrated_ranges(graph, samples), activation_bits={graph.outputs[0]: 4})
+
+
+def test_search_lowers_activations_only_for_bitops(mnist):
+    graph, samples = mnist
+    sensitivity = layer_sensitivity(graph, samples[:4], calibrated_ranges(graph, samples))
+    activations = [n for n in sensitivity if not graph.tensors[n].is_const]
+    assert activations == four_bit_candidates(graph)
+    by_bytes = search_bits(graph, sensitivity, "weight_fraction", 0.6)
+    assert all(by_bytes[n] == 8 for n in activations)
+    limit = 0.4 * bitops(graph, {})
+    by_bitops = search_bits(graph, sensitivity, "bitops", limit)
+    assert bitops(graph, by_bitops) <= limit
+
+
+def test_mixed_activations_end_to_end_is_byte_exact(tmp_path):
+    out = tmp_path / "mixed"
+    result = CliRunner().invoke(main, ["convert", str(EXAMPLE / "mnist_mbv2.onnx"), "--calib",
+                                       str(EXAMPLE / "calib.npz"), "--quant", "mixed", "--mixed-activations",
+                                       "--budget", "bitops=30e6", "--patch", "none", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    precision = json.loads((out / "report.json").read_text())["precision"]
+    assert precision["bitops"] <= 30e6 and precision["four_bit_activations"]
+    assert any(r["activation_bits"] == 4 for r in precision["layers"])
+    verification = pipeline.verify(out, "host")["verification"]
+    assert verification["bit_exact"] and verification["tflm_bit_exact"] is None

@@ -1,6 +1,7 @@
 """Sub-8-bit weights in C: every weighted kernel (conv, pointwise, depthwise, fully connected;
 in place, out of place, on patch tiles) with 4-bit and 2-bit packed weights, byte for byte
-against the integer reference, on the host and (cross) in QEMU on Cortex-M4 and rv32imc."""
+against the integer reference, on the host and (cross) in QEMU on Cortex-M4 and rv32imc; and
+4-bit activations (int8 held, clamped to [-8, 7] by their producer)."""
 from dataclasses import replace
 
 import numpy as np
@@ -32,18 +33,35 @@ def with_weight_bits(graph: Graph, bits_of) -> Graph:
     return Graph(tensors, graph.ops, graph.inputs, graph.outputs)
 
 
-def runs(bits_of):
+def with_four_bit_outputs(graph: Graph) -> Graph:
+    """Every op's output a 4-bit feature map (zero point moved into [-8, 7], scale x 16)."""
+    tensors = dict(graph.tensors)
+    for op in graph.ops:
+        t = tensors[op.outputs[0]]
+        zp = np.clip(t.quant.zero_point // 16, -8, 7)
+        tensors[t.name] = replace(t, quant=replace(t.quant, scale=(t.quant.scale * 16).astype(np.float32),
+                                                   zero_point=zp, bits=4))
+    return Graph(tensors, graph.ops, graph.inputs, graph.outputs)
+
+
+def runs(bits_of, four_bit_outputs=False):
     sweep, chain = with_weight_bits(sweep_graph(), bits_of), with_weight_bits(chain_graph(), bits_of)
+    if four_bit_outputs:
+        sweep, chain = with_four_bit_outputs(sweep), with_four_bit_outputs(chain)
     return [(sweep, schedules(sweep, False)), (sweep, schedules(sweep, True)),
             (chain, patched_schedule(chain, 0, 3, 3))]
 
 
-def check(tmp_path, target, bits_of, cflags=""):
-    for k, (graph, schedule) in enumerate(runs(bits_of)):
+def check(tmp_path, target, bits_of, cflags="", four_bit_outputs=False):
+    for k, (graph, schedule) in enumerate(runs(bits_of, four_bit_outputs)):
         feeds = random_feeds(graph, 2, seed=13)
         got = run_c(schedule, tmp_path / f"run{k}", target, feeds, cflags)
         for i, x in enumerate(feeds):
-            assert got[i] == expected_outputs(graph, x), f"run {k}, input {i}"
+            expected = expected_outputs(graph, x)
+            assert got[i] == expected, f"run {k}, input {i}"
+            if four_bit_outputs:
+                values = np.frombuffer(expected, np.int8)
+                assert values.min() >= -8 and values.max() <= 7 and len(set(values.tolist())) > 2
 
 
 @pytest.mark.parametrize("cflags", ["", PORTABLE], ids=["optimized", "portable"])
@@ -74,6 +92,11 @@ CROSS = [("cortex-m4", ""), ("cortex-m4", PORTABLE), ("rv32imc", "")]
 @pytest.mark.parametrize("target,cflags", CROSS, ids=["cortex-m4", "cortex-m4-portable", "rv32imc"])
 def test_mixed_kernels_in_emulation_are_byte_exact(tmp_path, target, cflags):
     check(tmp_path, target, lambda i: (4, 2, 8)[i % 3], cflags)
+
+
+@pytest.mark.parametrize("target", ["host", "cortex-m4", "rv32imc"])
+def test_four_bit_activations_are_byte_exact(tmp_path, target):
+    check(tmp_path, target, lambda i: (8, 4)[i % 2], four_bit_outputs=True)
 
 
 def test_scratch_holds_the_dsp_gemm_filters():
