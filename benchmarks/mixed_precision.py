@@ -34,7 +34,9 @@ MODEL = "examples/mnist_torch/mnist_mbv2.pt"
 CALIB = "examples/mnist_torch/calib.npz"
 CONFIGS = [("int8", []), ("mixed, weights <= 60%", ["--quant", "mixed", "--weight-budget", "0.6"]),
            ("mixed, weights <= 50%", ["--quant", "mixed", "--weight-budget", "0.5"]),
-           ("mixed, BitOPs <= 40e6", ["--quant", "mixed", "--budget", "bitops=40e6"])]
+           ("mixed, BitOPs <= 40e6", ["--quant", "mixed", "--budget", "bitops=40e6"]),
+           ("mixed + 4-bit activations, BitOPs <= 30e6",
+            ["--quant", "mixed", "--mixed-activations", "--budget", "bitops=30e6"])]
 TARGETS = ("cortex-m4", "rv32imc")
 PORTABLE = "-DTDK_PORTABLE_KERNELS"
 
@@ -64,7 +66,8 @@ def accuracy_rows(work: Path) -> list[str]:
         acc = float((np.array(verified["predictions"]) == y_test).mean())
         int8_acc = acc if int8_acc is None else int8_acc
         p, v = report["precision"], verified["verification"]
-        bits = "/".join(str(r["weight_bits"]) for r in p["layers"])
+        bits = "/".join(str(r["weight_bits"]) + ("" if r["activation_bits"] == 8 else f"(a{r['activation_bits']})")
+                        for r in p["layers"])
         cross = [pipeline.verify(out, target)["verification"] for target in TARGETS]
         rows.append(f"| {label} | {bits} | {p['weight_bytes']:,} of {p['int8_weight_bytes']:,} "
                     f"| {p['weight_fraction']:.1%} | {p['bitops'] / 1e6:.1f} M | {acc:.1%} "
@@ -103,9 +106,12 @@ HEADER = """# Sub-8-bit mixed precision (issue 7): figures
 
 Weights 8, 4 or 2 bits per conv / depthwise / fully-connected layer (symmetric per channel:
 [-127, 127], [-7, 7], [-1, 1]; the fully-connected layer per tensor, as at int8), activations
-int8. `--quant mixed` measures each layer's sensitivity (float output MSE relative to its
-variance, with only that layer lowered to 4 or 2 bits, on 64 calibration samples) and lowers
-layers greedily by sensitivity per byte (or BitOP) saved until the budget holds. Weight bytes:
+int8, or with `--mixed-activations` also 4 bits for conv/depthwise/FC outputs (held in int8,
+clamped to [-8, 7]; "(a4)" marks the layers that read one; TensorFlow Lite cannot express the
+clamp, so those programs are compared with the reference only). `--quant mixed` measures each
+layer's sensitivity (float output MSE relative to its variance, with only that layer's weights
+or that activation lowered, on 64 calibration samples) and lowers greedily by sensitivity per
+byte (or BitOP) saved until the budget holds. Weight bytes:
 the conv/depthwise/FC weight tensors as stored in flash (packed; biases and requantization
 constants are not counted on either side). BitOPs: MACs x weight bits x activation bits (8),
 every op once (the budget's measure; report.json's compute.bitops adds the patch stage's

@@ -165,6 +165,9 @@ def convert(model_path: str | Path, target: str, out_dir: str | Path, io: str = 
     mixed: None (int8), or {"kind": "weight_fraction" | "bitops", "value": budget} (import_int8)."""
     model_path, out_dir = Path(model_path), Path(out_dir)
     board = get_target(target)
+    if mixed and mixed.get("activations") and is_bundle_target(target):
+        raise UserError(f"--mixed-activations: the {target} bundle runs the TFLite model, and TFLite cannot "
+                        f"express 4-bit activations; use --quant mixed without it")
     graph, artifacts = import_int8(model_path, calib and Path(calib), calib_method, input_shape, calib_progress,
                                    pruning, mixed)
     graph = strip_float_io(graph) if io == "int8" else graph

@@ -168,3 +168,11 @@ def test_mixed_activations_end_to_end_is_byte_exact(tmp_path):
     assert any(r["activation_bits"] == 4 for r in precision["layers"])
     verification = pipeline.verify(out, "host")["verification"]
     assert verification["bit_exact"] and verification["tflm_bit_exact"] is None
+
+
+def test_mixed_activations_refused_for_tflite_bundles(tmp_path):
+    result = CliRunner().invoke(main, ["convert", str(EXAMPLE / "mnist_mbv2.onnx"), "--calib", str(EXAMPLE / "calib.npz"),
+                                       "--quant", "mixed", "--mixed-activations", "--budget", "bitops=30e6",
+                                       "--target", "rpi4", "-o", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "TFLite cannot express 4-bit activations" in result.output
+    assert not (tmp_path / "o").exists()
