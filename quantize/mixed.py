@@ -48,12 +48,13 @@ def weight_bytes(layers: list[Layer], bits: dict[str, int]) -> int:
     return sum(packed_bytes(layer.count, bits.get(layer.weights, 8)) for layer in layers)
 
 
-def bitops(graph: Graph, bits: dict[str, int]) -> int:
-    """MACs x weight bits x input activation bits over every op (8 unless `bits` says otherwise;
-    ops without weights count 8 bits for them)."""
+def bitops(graph: Graph, bits: dict[str, int], ops=None) -> int:
+    """MACs x weight bits x input activation bits over every op (or the op indices `ops`), each
+    once (8 bits unless `bits` says otherwise; ops without weights count 8 bits for them)."""
     bits = propagate_bits(graph, bits)
     return sum(op_macs(graph, op) * bits.get(op.inputs[0], ACTIVATION_BITS) *
-               (bits.get(op.inputs[1], 8) if op.kind in WEIGHT_AXIS else 8) for op in graph.ops)
+               (bits.get(op.inputs[1], 8) if op.kind in WEIGHT_AXIS else 8)
+               for i, op in enumerate(graph.ops) if ops is None or i in ops)
 
 
 def parse_budget(weight_budget: float | None, budget: str | None) -> tuple[str, float]:
@@ -194,8 +195,9 @@ def apply_bits(graph: Graph, bits: dict[str, int]) -> Graph:
     return Graph(tensors, graph.ops, graph.inputs, graph.outputs)
 
 
-def precision_report(graph: Graph) -> dict:
-    """Per weighted layer of an int8 graph: bits, weight bytes (packed) against int8, MACs, BitOPs."""
+def precision_report(graph: Graph, stage_ops=None) -> dict:
+    """Per weighted layer of an int8 graph: bits, weight bytes (packed) against int8, MACs, BitOPs;
+    with `stage_ops` (a patch stage's op indices), its BitOPs against int8, each op once."""
     rows = []
     for i, op in enumerate(graph.ops):
         if op.kind not in WEIGHT_AXIS:
@@ -214,4 +216,6 @@ def precision_report(graph: Graph) -> dict:
     return {"layers": rows, "weight_bytes": packed, "int8_weight_bytes": int8,
             "weight_fraction": round(packed / int8, 4) if int8 else 1.0,
             "four_bit_activations": sorted(n for n in bits if not graph.tensors[n].is_const),
-            "bitops": bitops(graph, bits)}
+            "bitops": bitops(graph, bits),
+            "patch_stage": None if stage_ops is None else {"bitops": bitops(graph, bits, stage_ops),
+                                                           "int8_bitops": bitops(graph, {}, stage_ops)}}

@@ -225,7 +225,7 @@ def build_report(schedule, facts, target, settings) -> dict:
     steps = len(graph.ops) + 2
     live = [sum(b.size for b in schedule.buffers if b.first <= s <= b.last) for s in range(steps)]
     layer_by_layer = graph_buffers(graph)
-    precision = precision_report(graph)
+    precision = precision_report(graph, stage and stage.ops)
     precision["unpack_scratch_bytes"] = max((b.size for b in schedule.buffers if b.name.startswith("unpack")), default=0)
     return {
         "target": target,

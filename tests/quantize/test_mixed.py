@@ -141,6 +141,9 @@ def test_four_bit_activations_hold_values_in_range(mnist):
         t = q.tensors[name]
         assert t.quant.bits == 4 and -8 <= t.zero_point() <= 7
         assert values[name].min() >= -8 and values[name].max() <= 7
+    from quantize import precision_report
+    whole = precision_report(q, range(len(q.ops)))
+    assert whole["patch_stage"]["bitops"] == whole["bitops"] < whole["patch_stage"]["int8_bitops"]
     with pytest.raises(UserError, match="4 bits only"):
         quantize_graph(graph, calibrated_ranges(graph, samples), activation_bits={graph.outputs[0]: 4})
 
