@@ -54,9 +54,9 @@ def accuracy_rows(work: Path) -> list[str]:
     tests = work / "test_images.npy"
     np.save(tests, x_test)
     rows = ["| configuration | weight bits per layer | weight bytes (packed) | of int8 | BitOPs "
-            "| C test accuracy (1,000 digits) | vs int8 | bit-exact (reference, TFLM) | arena (patch) "
-            + "".join(f"| {t}: bit-exact, instructions " for t in TARGETS) + "|",
-            "|---" * (9 + len(TARGETS)) + "|"]
+            "| patch stage BitOPs (int8 / this, same ops) | C test accuracy (1,000 digits) | vs int8 | bit-exact (reference, TFLM) "
+            "| arena (patch) " + "".join(f"| {t}: bit-exact, instructions " for t in TARGETS) + "|",
+            "|---" * (10 + len(TARGETS)) + "|"]
     commands, int8_acc = [], None
     for k, (label, extra) in enumerate(CONFIGS):
         out = work / f"config-{k}"
@@ -69,8 +69,10 @@ def accuracy_rows(work: Path) -> list[str]:
         bits = "/".join(str(r["weight_bits"]) + ("" if r["activation_bits"] == 8 else f"(a{r['activation_bits']})")
                         for r in p["layers"])
         cross = [pipeline.verify(out, target)["verification"] for target in TARGETS]
+        s = p["patch_stage"]
+        stage = f"{s['bitops'] / 1e6:.2f} M ({s['int8_bitops'] / s['bitops']:.2f}x)" if s else "-"
         rows.append(f"| {label} | {bits} | {p['weight_bytes']:,} of {p['int8_weight_bytes']:,} "
-                    f"| {p['weight_fraction']:.1%} | {p['bitops'] / 1e6:.1f} M | {acc:.1%} "
+                    f"| {p['weight_fraction']:.1%} | {p['bitops'] / 1e6:.1f} M | {stage} | {acc:.1%} "
                     f"| {100 * (acc - int8_acc):+.1f} points | {v['bit_exact']}, {v['tflm_bit_exact']} "
                     f"| {report['memory']['arena_bytes']:,} ({report['plan']['patch']}) "
                     + "".join(f"| {c['bit_exact']}, {c['instructions_per_inference']:,} " for c in cross) + "|")
