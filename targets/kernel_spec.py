@@ -111,6 +111,8 @@ def _weighted_spec(graph: Graph, op: Op, p: dict, base: str) -> dict | None:
             plane = plane_rows * ring_width * 2 <= DW_PLANE_BYTES
             spec.update(ring_rows=plane_rows if plane else (kh - 1) * dh + 1, ring_width=ring_width,
                         plane=int(plane))
+            # the ring's size is part of the entry point: ops that differ only in width share none
+            name += f"_r{spec['ring_rows']}x{ring_width}{'p' if plane else ''}"
     spec["row_stride"] = -(-spec["k"] // DSP_ROW_ALIGN) * DSP_ROW_ALIGN
     folded = folded_bias(bias, taps, p["input_offset"])
     if np.abs(folded).max(initial=0) >= (1 << 31):
