@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from targets.kernel_spec import working_bytes
 from toolchain.analysis import op_macs
-from toolchain.ir import Graph
+from toolchain.ir import Graph, Op
 from toolchain.lowering import lower
 from toolchain.packing import unpacked_bytes
 
@@ -159,14 +160,23 @@ def inplace_kind(graph: Graph, index: int, last: dict[str, int]) -> tuple[str, s
     return None
 
 
-def scratch_bytes(graph: Graph, index: int, how: str) -> int:
+def kernel_base(op: Op, how: str | None) -> str:
+    """The kernel an op calls when run in place `how` (None: out of place)."""
+    return {"depthwise": "depthwise_conv2d_inplace", "pointwise": "conv2d_pointwise_inplace"}.get(how, op.kind)
+
+
+def scratch_bytes(graph: Graph, index: int, how: str | None) -> int:
+    """Arena bytes op `index` needs at its own step besides its tensors: the portable in-place
+    kernel's temporary or the optimized kernel's working rows, whichever is larger (a build
+    runs one of the two kernels)."""
     op = graph.ops[index]
+    temp = 0
     if how == "depthwise":
         _, h, w, _ = graph.tensors[op.inputs[0]].shape
-        return h * w
-    if how == "pointwise":
-        return graph.tensors[op.outputs[0]].shape[-1]
-    return 0
+        temp = h * w
+    elif how == "pointwise":
+        temp = graph.tensors[op.outputs[0]].shape[-1]
+    return max(temp, working_bytes(graph, op, kernel_base(op, how)))
 
 
 # ---- buffers ---------------------------------------------------------------------------------
@@ -272,16 +282,18 @@ def can_stream(graph: Graph, stage: PatchStage | None) -> bool:
 
 def _buffers(graph, stage, modes, last, stream_input=False, overlap=False):
     """Buffers with lifetimes for a schedule: in-place ops share their input's buffer, stage
-    intermediates become tiles, in-place ops and ops with sub-8-bit weights get their scratch; a
-    streamed input becomes a tile of the first stage op's input; with overlap, the stage output
-    shares the stage input's buffer (see overlap_delta). Returns (buffers, tensor -> buffer, scratch bytes per op,
-    tensor -> offset inside its buffer)."""
+    intermediates become tiles, ops get their scratch (see scratch_bytes) and sub-8-bit weights
+    their unpacked copy, each at the op's own step; a streamed input becomes a tile of the first
+    stage op's input; with overlap, the stage output shares the stage input's buffer (see
+    overlap_delta). Returns (buffers, tensor -> buffer, scratch bytes per op, tensor -> offset
+    inside its buffer)."""
     in_stage = set(stage.ops) if stage else set()
     tiles_of = {i: f"tile{i}" for i in range(stage.first, stage.last)} if stage else {}
     groups = _Groups()
     scratch = {}
+    for i in range(len(graph.ops)):
+        scratch[i] = scratch_bytes(graph, i, modes.get(i, (None,))[0])
     for i, (how, source) in modes.items():
-        scratch[i] = scratch_bytes(graph, i, how)
         groups.join(source, graph.ops[i].outputs[0])
     if overlap:
         groups.join(graph.ops[stage.first].inputs[0], graph.ops[stage.last].outputs[0],
@@ -378,7 +390,7 @@ def optimistic_bound(graph: Graph, stage: PatchStage | None, stream_input: bool 
         if found:
             how, source = found
             shared = min(graph.tensors[source].nbytes, graph.tensors[graph.ops[i].outputs[0]].nbytes)
-            live[i + 1] += scratch_bytes(graph, i, how) - shared
+            live[i + 1] += scratch_bytes(graph, i, how) - scratch_bytes(graph, i, None) - shared
     return max(live)
 
 

@@ -175,10 +175,10 @@ class Emitter:
             call.comment += f", {weights.quant.bits}-bit weights"
             call.unpack = (f"tdk_unpack_weights({self.const_symbols[weights.name]}, {weights.size}, "
                            f"{weights.quant.bits}, {self.unpack_ref}, 0);")
-        self._specialize(call, op, p)
+        self._specialize(call, index, op, p)
         return call
 
-    def _specialize(self, call: OpCall, op: Op, p: dict) -> None:
+    def _specialize(self, call: OpCall, index: int, op: Op, p: dict) -> None:
         """Call the op's specialized entry point (see kernel_spec) when it has one. Its
         optimized kernels read requantization records (folded bias, multiplier, shift, rounding)
         or lookup tables from the parameter block; bias, multiplier and shift arrays stay for
@@ -205,6 +205,11 @@ class Emitter:
             elif "dsp_weights" in spec:
                 dsp = self.array("int16_t", spec.pop("dsp_weights"), portable=False)
                 call.args[at] = f"TDK_DSP_SELECT({call.args[at]}, {dsp})"
+        spec.setdefault("work_bytes", 0)
+        if spec["work_bytes"]:   # the kernel's working rows: the op's scratch in the arena
+            planned = {b.name: b.size for b in self.schedule.buffers}.get(f"scratch{index}", 0)
+            assert planned >= spec["work_bytes"], f"op {index}: scratch {planned} B planned, {spec['work_bytes']} B needed"
+            call.args.append(self.arena_ref(f"scratch{index}", "int8_t"))
         call.template = TEMPLATE_OF_KERNEL.get(call.kind, call.kind)
         call.spec = spec
         call.kind = spec["name"]
@@ -339,8 +344,9 @@ SIGNATURES = {
 }
 
 
-def prototype(name: str, base: str | None = None) -> str:
-    return f"void tdk_{name}({SIGNATURES[base or name]});"
+def prototype(name: str, base: str | None = None, work: bool = False) -> str:
+    """A kernel's prototype; a specialized entry point with working rows takes them last."""
+    return f"void tdk_{name}({SIGNATURES[base or name]}{', int8_t *work' if work else ''});"
 
 
 PROTOTYPES = {

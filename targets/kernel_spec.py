@@ -15,6 +15,7 @@ import numpy as np
 from toolchain.fixedpoint import (multiply_by_pot, multiply_by_quantized_multiplier, rounding_divide_by_pot,
                                   saturating_rounding_doubling_high_mul)
 from toolchain.ir import Graph, Op
+from toolchain.lowering import spatial_geometry
 
 INT8_RANGE = (-128, 127)
 Q_FAST, Q_SIGN, Q_SAT8, Q_ZPR = 1, 2, 4, 8   # TDK_Q_* in tdk_opt.h.j2
@@ -80,40 +81,72 @@ def c_int(v: int) -> str:
     return f"m{-v}" if v < 0 else str(v)
 
 
-def _weighted_spec(graph: Graph, op: Op, p: dict, base: str) -> dict | None:
-    """conv2d, depthwise_conv2d, fully_connected: folded bias, requantization records and, for
-    the GEMM kernels, the DSP weight layout."""
-    w = graph.tensors[op.inputs[1]].data
-    bias = graph.tensors[op.inputs[2]].data if len(op.inputs) > 2 else None
+def _geometry(graph: Graph, op: Op, p: dict, base: str) -> dict | None:
+    """The constants the optimized conv, depthwise or fully-connected kernel of call `base` is
+    built around, with `work_bytes`: the arena it works in (two im2col rows of the GEMM, plus a
+    staging row for conv; the depthwise ring of int16 rows). None: the portable kernel runs."""
     if op.kind == "fully_connected":
         if p["filter_offset"] != 0:
             return None
-        taps = w.reshape(w.shape[0], -1)
-        depth, units = p["depth"], p["units"]
-        spec = {"depth": depth, "units": units, "k": depth}
-        name = f"{base}_{depth}x{units}"
+        spec = {"depth": p["depth"], "units": p["units"], "k": p["depth"]}
     else:
-        # conv OHWI: a filter per output channel; depthwise 1HWO: a filter column per channel
-        taps = w.reshape(w.shape[0], -1) if op.kind == "conv2d" else w.reshape(-1, w.shape[-1]).T
         (kh, kw), (sh, sw), (dh, dw) = p["filter"], p["stride"], p["dilation"]
         ic, oc = p["in_shape"][3], p["out_shape"][3]
         spec = {"ic": ic, "oc": oc, "kh": kh, "kw": kw, "sh": sh, "sw": sw, "dh": dh, "dw": dw,
                 "k": kh * kw * ic if op.kind == "conv2d" else kh * kw}
-        name = f"{base}_{ic}x{oc}_k{kh}x{kw}_s{sh}x{sw}_d{dh}x{dw}"
-        if op.kind == "depthwise_conv2d":
-            if p["depth_multiplier"] != 1 or (base.endswith("inplace") and not rows_inplace_ok(p)):
-                return None
-            # a ring of (kh - 1) * dh + 1 input rows (each stored twice), as wide as the widest
-            # output row's receptive field, or every row of the view when that is small (plane)
-            width = (p["out_shape"][2] - 1) * sw + (kw - 1) * dw + 1
-            ring_width = -(-(width + 2) // 4) * 4
-            plane_rows = (p["out_shape"][1] - 1) * sh + (kh - 1) * dh + 1
-            plane = plane_rows * ring_width * 2 <= DW_PLANE_BYTES
-            spec.update(ring_rows=plane_rows if plane else (kh - 1) * dh + 1, ring_width=ring_width,
-                        plane=int(plane))
-            # the ring's size is part of the entry point: ops that differ only in width share none
-            name += f"_r{spec['ring_rows']}x{ring_width}{'p' if plane else ''}"
     spec["row_stride"] = -(-spec["k"] // DSP_ROW_ALIGN) * DSP_ROW_ALIGN
+    rows = 2 * spec["row_stride"] * 2                 # two int16 rows (tdk_x_t is at most int16)
+    if op.kind == "depthwise_conv2d":
+        if p["depth_multiplier"] != 1 or (base.endswith("inplace") and not rows_inplace_ok(p)):
+            return None
+        # a ring of (kh - 1) * dh + 1 input rows (each stored twice), as wide as the widest
+        # output row's receptive field, or every row of the view when that is small (plane)
+        width = (p["out_shape"][2] - 1) * sw + (kw - 1) * dw + 1
+        ring_width = -(-(width + 2) // 4) * 4
+        plane_rows = (p["out_shape"][1] - 1) * sh + (kh - 1) * dh + 1
+        plane = plane_rows * ring_width * 2 <= DW_PLANE_BYTES
+        ring_rows = plane_rows if plane else (kh - 1) * dh + 1
+        spec.update(ring_rows=ring_rows, ring_width=ring_width, plane=int(plane),
+                    work_bytes=(1 if plane else 2) * ring_rows * ring_width * 2)
+    else:
+        spec["work_bytes"] = rows + (spec["k"] if base == "conv2d" else 0)
+    return spec
+
+
+def working_bytes(graph: Graph, op: Op, base: str) -> int:
+    """Arena bytes the optimized kernel of call `base` for op works in (0: none); the planner
+    gives each such op a buffer live at its own step (patch_inference.schedule)."""
+    if op.kind not in ("conv2d", "depthwise_conv2d", "fully_connected"):
+        return 0
+    if op.kind == "fully_connected":
+        w = graph.tensors[op.inputs[1]]
+        p = {"filter_offset": -w.zero_point(), "depth": w.shape[1], "units": w.shape[0]}
+    else:
+        w = graph.tensors[op.inputs[1]]
+        p = spatial_geometry(graph, op, w.shape[1], w.shape[2])
+        p["depth_multiplier"] = p["out_shape"][3] // p["in_shape"][3]
+    spec = _geometry(graph, op, p, base)
+    return spec["work_bytes"] if spec else 0
+
+
+def _weighted_spec(graph: Graph, op: Op, p: dict, base: str) -> dict | None:
+    """conv2d, depthwise_conv2d, fully_connected: folded bias, requantization records and, for
+    the GEMM kernels, the DSP weight layout."""
+    spec = _geometry(graph, op, p, base)
+    if spec is None:
+        return None
+    w = graph.tensors[op.inputs[1]].data
+    bias = graph.tensors[op.inputs[2]].data if len(op.inputs) > 2 else None
+    if op.kind == "fully_connected":
+        taps = w.reshape(w.shape[0], -1)
+        name = f"{base}_{spec['depth']}x{spec['units']}"
+    else:
+        # conv OHWI: a filter per output channel; depthwise 1HWO: a filter column per channel
+        taps = w.reshape(w.shape[0], -1) if op.kind == "conv2d" else w.reshape(-1, w.shape[-1]).T
+        name = (f"{base}_{spec['ic']}x{spec['oc']}_k{spec['kh']}x{spec['kw']}_s{spec['sh']}x{spec['sw']}"
+                f"_d{spec['dh']}x{spec['dw']}")
+        if op.kind == "depthwise_conv2d":   # the ring is part of the entry point
+            name += f"_r{spec['ring_rows']}x{spec['ring_width']}{'p' if spec['plane'] else ''}"
     folded = folded_bias(bias, taps, p["input_offset"])
     if np.abs(folded).max(initial=0) >= (1 << 31):
         return None
