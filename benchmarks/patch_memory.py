@@ -12,6 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.emulation_table import source_version  # noqa: E402
 from benchmarks.shared_models import INT8_MODELS, TFLM_ARENA_BYTES  # noqa: E402
 from toolchain import pipeline  # noqa: E402
 
@@ -47,15 +48,20 @@ def main() -> None:
                 streamed_peak, exact = f"n/a ({exc})", True
             m, c = auto["memory"], auto["compute"]
             all_exact = plain["verification"]["bit_exact"] and auto["verification"]["bit_exact"] and exact
+            tflm = f"{TFLM_ARENA_BYTES[name]:,}" if name in TFLM_ARENA_BYTES else "-"
             rows.append(
-                f"| {name}{' --io int8' if io == 'int8' else ''} | {TFLM_ARENA_BYTES.get(name, 0):,} "
+                f"| {name}{' --io int8' if io == 'int8' else ''} | {tflm} "
                 f"| {plain['memory']['peak_sram_bytes']:,} | **{m['peak_sram_bytes']:,}** | {auto['plan']['patch']} "
                 f"| {c['mac_overhead']:.1%} | {m['arena_bytes']:,} / {m['lower_bound_bytes']:,} | {m['stack_bytes']:,} "
                 f"| {streamed_peak} | {'yes' if all_exact else 'NO'} |")
-    text = "\n".join(rows)
+    text = (f"# Peak SRAM per shared model (issue 4)\n\nProduced by `.venv/bin/python benchmarks/patch_memory.py "
+            f"--target {args.target} --out benchmarks/patch_memory.md` at {source_version()}.\n\n")
+    text += "\n".join(rows)
     text += (f"\n\nTarget {args.target}; peak SRAM = static RAM of the firmware (arena, output buffer, "
              "globals) + stack high-water mark measured in emulation (host: arena + output buffer + stack). "
-             f"TinyEngine on MCUNet-VWW1: {TINYENGINE['mcunet_vww1_int8']}.\n")
+             f"TinyEngine on MCUNet-VWW1: {TINYENGINE['mcunet_vww1_int8']}. "
+             "TFLM arena: the smallest working arena in REFERENCE.md (hello_world: 1,936 by our own bisection, "
+             "benchmarks/int8_end_to_end.md).\n")
     print(text)
     if args.out:
         args.out.write_text(text)
