@@ -73,10 +73,11 @@ class Builder:
         n, h, w, c = n_h_w_c
         kh, kw = (k, k) if isinstance(k, int) else k
         sh, sw = (stride, stride) if isinstance(stride, int) else stride
+        dh, dw = (dilation, dilation) if isinstance(dilation, int) else dilation
         x = self._input((n, h, w, c), x)
         ph, pw = (h, w) if fold is None else (h + sum(fold[0]), w + sum(fold[1]))
         pad_mode = padding if fold is None else "valid"
-        oh, ow = _out_size(ph, kh, sh, dilation, pad_mode), _out_size(pw, kw, sw, dilation, pad_mode)
+        oh, ow = _out_size(ph, kh, sh, dh, pad_mode), _out_size(pw, kw, sw, dw, pad_mode)
         channels = out_c
         w_shape = (1, kh, kw, out_c) if depthwise else (out_c, kh, kw, c)
         wq = self.rng.integers(-127, 128, size=w_shape).astype(np.int8)
@@ -89,7 +90,7 @@ class Builder:
         taps = kh * kw * (1 if depthwise else c)
         std = in_scale * float(np.mean(w_scale)) * 73 * 73 * math.sqrt(taps) * gain
         y = self._output((n, oh, ow, out_c), std, activation, output)
-        attrs = {"stride": (sh, sw), "dilation": (dilation, dilation), "padding": pad_mode,
+        attrs = {"stride": (sh, sw), "dilation": (dh, dw), "padding": pad_mode,
                  "activation": activation}
         if fold is not None:
             attrs["folded_pad"] = fold

@@ -20,6 +20,10 @@ def sweep_graph(seed: int = 0):
     b.conv((1, 6, 6, 4), 6, (3, 1), (2, 1), "same", activation="relu")     # rectangular kernel and stride
     b.conv((1, 9, 9, 3), 4, 3, 1, "same", dilation=2)                      # dilated
     b.conv((1, 9, 9, 4), 4, 3, 1, "same", dilation=2, depthwise=True)
+    b.conv((1, 9, 8, 5), 5, 3, 1, "same", dilation=(2, 1), depthwise=True)    # rows kernel, dilated rows
+    b.conv((1, 9, 10, 5), 5, 7, 1, "same", depthwise=True, activation="relu6")   # depthwise 7x7
+    b.conv((1, 9, 10, 5), 5, 7, 2, "same", depthwise=True)
+    b.conv((1, 8, 9, 6), 6, (5, 3), (2, 1), "same", depthwise=True)          # rectangular depthwise
     b.conv((1, 6, 7, 3), 4, 3, 2, fold=((1, 2), (0, 1)))                   # folded asymmetric padding
     b.conv((1, 6, 7, 4), 4, 3, 1, fold=((2, 0), (1, 1)), depthwise=True)
     b.conv((1, 5, 5, 4), 8, 3, 1, "same", depthwise=True)                  # depth multiplier 2
