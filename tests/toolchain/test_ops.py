@@ -44,6 +44,8 @@ CASES = (
        ("mean", (1, 5, 3, 8), dict(axis=(1, 2), keepdims=True), True),
        ("mean", (1, 4, 4, 7), dict(axis=(1, 2), keepdims=False), True),
        ("mean", (1, 4, 6, 3), dict(axis=(2,), keepdims=True), True),
+       ("mean", (1, 3, 4, 6), dict(axis=(3,), keepdims=True), True),
+       ("mean", (1, 5, 2, 4), dict(axis=(1, 3), keepdims=False), True),
        ("pad", (1, 4, 5, 3), dict(paddings=[[0, 0], [1, 2], [2, 1], [0, 0]]), True),
        ("pad", (1, 3, 3, 2), dict(paddings=[[0, 0], [0, 0], [0, 0], [1, 3]]), True),
        ("reshape", (1, 4, 4, 3), dict(new_shape=(1, 48)), True),
