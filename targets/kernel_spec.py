@@ -22,6 +22,7 @@ Q_FAST, Q_SIGN, Q_SAT8, Q_ZPR = 1, 2, 4, 8   # TDK_Q_* in tdk_opt.h.j2
 ZPR_MAX_SHIFT = 22   # |v| <= 2^30, 2^(r-1) + |zp| << r <= 2^29 + 2^21: no int32 overflow
 DSP_ROW_ALIGN = 8                  # elements: GEMM rows start 16-byte aligned as int16
 DW_PLANE_BYTES = 2048              # depthwise: keep a whole int16 channel plane up to this size
+DW_QUAD_BYTES = 2048               # depthwise (DSP): four channels of the plane up to this size
 
 
 def folded_bias(bias: np.ndarray | None, weights: np.ndarray, in_offset: int) -> np.ndarray:
@@ -106,8 +107,12 @@ def _geometry(graph: Graph, op: Op, p: dict, base: str) -> dict | None:
         plane_rows = (p["out_shape"][1] - 1) * sh + (kh - 1) * dh + 1
         plane = plane_rows * ring_width * 2 <= DW_PLANE_BYTES
         ring_rows = plane_rows if plane else (kh - 1) * dh + 1
-        spec.update(ring_rows=ring_rows, ring_width=ring_width, plane=int(plane),
-                    work_bytes=(1 if plane else 2) * ring_rows * ring_width * 2)
+        # four channels of the whole plane at once (DSP targets): two int16 pairs per pixel
+        quad_bytes = plane_rows * width * 8
+        quad = ic % 4 == 0 and quad_bytes <= DW_QUAD_BYTES
+        spec.update(ring_rows=ring_rows, ring_width=ring_width, plane=int(plane), quad=int(quad),
+                    plane_w=width, work_bytes=max((1 if plane else 2) * ring_rows * ring_width * 2,
+                                                  quad_bytes if quad else 0))
     else:
         spec["work_bytes"] = rows + (spec["k"] if base == "conv2d" else 0)
     return spec
@@ -147,6 +152,7 @@ def _weighted_spec(graph: Graph, op: Op, p: dict, base: str) -> dict | None:
                 f"_d{spec['dh']}x{spec['dw']}")
         if op.kind == "depthwise_conv2d":   # the ring is part of the entry point
             name += f"_r{spec['ring_rows']}x{spec['ring_width']}{'p' if spec['plane'] else ''}"
+            name += f"_g4w{spec['plane_w']}" if spec["quad"] else ""
     folded = folded_bias(bias, taps, p["input_offset"])
     if np.abs(folded).max(initial=0) >= (1 << 31):
         return None

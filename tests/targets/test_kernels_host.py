@@ -24,6 +24,12 @@ def sweep_graph(seed: int = 0):
     b.conv((1, 9, 10, 5), 5, 7, 1, "same", depthwise=True, activation="relu6")   # depthwise 7x7
     b.conv((1, 9, 10, 5), 5, 7, 2, "same", depthwise=True)
     b.conv((1, 8, 9, 6), 6, (5, 3), (2, 1), "same", depthwise=True)          # rectangular depthwise
+    # small planes, channels % 4 == 0: four channels at a time on DSP targets
+    b.conv((1, 6, 6, 8), 8, 7, 1, "same", depthwise=True, activation="relu6")
+    b.conv((1, 7, 8, 12), 12, 5, 2, "valid", depthwise=True)
+    b.conv((1, 7, 9, 8), 8, 3, 1, "same", dilation=(1, 2), depthwise=True)
+    b.conv((1, 3, 3, 16), 16, 7, 1, "same", depthwise=True)                # kernel wider than the plane
+    b.conv((1, 9, 8, 20), 20, (3, 5), (1, 2), "same", depthwise=True, activation="relu")
     b.conv((1, 6, 7, 3), 4, 3, 2, fold=((1, 2), (0, 1)))                   # folded asymmetric padding
     b.conv((1, 6, 7, 4), 4, 3, 1, fold=((2, 0), (1, 1)), depthwise=True)
     b.conv((1, 5, 5, 4), 8, 3, 1, "same", depthwise=True)                  # depth multiplier 2
