@@ -10,6 +10,9 @@ Padding taps then read the input zero point, whose product with the folded term 
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
+
 import numpy as np
 
 from toolchain.fixedpoint import (multiply_by_pot, multiply_by_quantized_multiplier, rounding_divide_by_pot,
@@ -23,6 +26,21 @@ ZPR_MAX_SHIFT = 22   # |v| <= 2^30, 2^(r-1) + |zp| << r <= 2^29 + 2^21: no int32
 DSP_ROW_ALIGN = 8                  # elements: GEMM rows start 16-byte aligned as int16
 DW_PLANE_BYTES = 2048              # depthwise: keep a whole int16 channel plane up to this size
 DW_QUAD_BYTES = 2048               # depthwise (DSP): four channels of the plane up to this size
+
+# Working buffers that only the DSP kernels use and that are larger than the portable kernels'
+# (the four-channel depthwise plane) are laid out when the project is converted for a DSP target
+# (pipeline.convert): planning and emission must agree, so both run inside dsp_layouts(). A
+# project converted for any other target keeps the smaller buffers, and builds and runs anywhere.
+_DSP_LAYOUTS = contextvars.ContextVar("tinydeploy_dsp_layouts", default=False)
+
+
+@contextlib.contextmanager
+def dsp_layouts(enabled: bool):
+    token = _DSP_LAYOUTS.set(enabled)
+    try:
+        yield
+    finally:
+        _DSP_LAYOUTS.reset(token)
 
 
 def folded_bias(bias: np.ndarray | None, weights: np.ndarray, in_offset: int) -> np.ndarray:
@@ -109,7 +127,7 @@ def _geometry(graph: Graph, op: Op, p: dict, base: str) -> dict | None:
         ring_rows = plane_rows if plane else (kh - 1) * dh + 1
         # four channels of the whole plane at once (DSP targets): two int16 pairs per pixel
         quad_bytes = plane_rows * width * 8
-        quad = ic % 4 == 0 and quad_bytes <= DW_QUAD_BYTES
+        quad = _DSP_LAYOUTS.get() and ic % 4 == 0 and quad_bytes <= DW_QUAD_BYTES
         spec.update(ring_rows=ring_rows, ring_width=ring_width, plane=int(plane), quad=int(quad),
                     plane_w=width, work_bytes=max((1 if plane else 2) * ring_rows * ring_width * 2,
                                                   quad_bytes if quad else 0))

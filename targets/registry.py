@@ -73,6 +73,11 @@ class Target:
         return self.core != self.name
 
     @property
+    def dsp_kernels(self) -> bool:
+        """The build runs the Cortex-M DSP-extension kernels (TDK_DSP in tdk_opt.h): ARMv7E-M."""
+        return self.isa.startswith("ARMv7E-M ")
+
+    @property
     def machine(self) -> str:
         """The emulated machine: QEMU -M / -cpu, or 'native'."""
         if not self.emulator:

@@ -18,6 +18,7 @@ from targets import build as target_build
 from targets import fit
 from targets.bundle import is_bundle_target, write_bundle
 from targets.c_emitter import boundary, emit_c_project, write_test_inputs
+from targets.kernel_spec import dsp_layouts
 from targets.registry import get_target
 from targets.tflite_export import export_tflite
 
@@ -171,12 +172,14 @@ def convert(model_path: str | Path, target: str, out_dir: str | Path, io: str = 
     graph, artifacts = import_int8(model_path, calib and Path(calib), calib_method, input_shape, calib_progress,
                                    pruning, mixed)
     graph = strip_float_io(graph) if io == "int8" else graph
-    schedule = make_schedule(graph, patch, max_mac_overhead, stream_input)
+    with dsp_layouts(board.dsp_kernels):   # the kernels' working buffers for this target
+        schedule = make_schedule(graph, patch, max_mac_overhead, stream_input)
     inputs = random_inputs(graph, DEFAULT_TEST_INPUTS)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        facts = emit_c_project(schedule, tmp / "c", inputs, prefix)
+        with dsp_layouts(board.dsp_kernels):
+            facts = emit_c_project(schedule, tmp / "c", inputs, prefix)
         need = fit.estimate(schedule.plan.arena_bytes, boundary(schedule.graph, schedule.graph.outputs)["bytes"],
                             facts["weights_bytes"], len(facts["kernels"]))
         fit.check_fits(board, model_path.name, need, "estimated")

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from targets.c_emitter import WEIGHTED_KINDS
-from targets.kernel_spec import dsp_gemm_weights
+from targets.kernel_spec import dsp_gemm_weights, dsp_layouts
+from targets.registry import get_target
 from tests.targets.kernel_models import (PORTABLE, expected_outputs, patched_schedule, random_feeds, run_c,
                                          schedules)
 from tests.targets.test_kernels_host import chain_graph, sweep_graph
@@ -53,9 +54,12 @@ def runs(bits_of, four_bit_outputs=False):
 
 
 def check(tmp_path, target, bits_of, cflags="", four_bit_outputs=False):
-    for k, (graph, schedule) in enumerate(runs(bits_of, four_bit_outputs)):
+    with dsp_layouts(get_target(target).dsp_kernels):   # as `convert --target TARGET` lays them out
+        planned = runs(bits_of, four_bit_outputs)
+    for k, (graph, schedule) in enumerate(planned):
         feeds = random_feeds(graph, 2, seed=13)
-        got = run_c(schedule, tmp_path / f"run{k}", target, feeds, cflags)
+        with dsp_layouts(get_target(target).dsp_kernels):
+            got = run_c(schedule, tmp_path / f"run{k}", target, feeds, cflags)
         for i, x in enumerate(feeds):
             expected = expected_outputs(graph, x)
             assert got[i] == expected, f"run {k}, input {i}"
