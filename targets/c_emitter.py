@@ -385,9 +385,19 @@ def boundary(graph: Graph, names: list[str]) -> dict:
             "parts": [(graph.tensors[n].nbytes) for n in names]}
 
 
+def c_float(value) -> str:
+    """A float32 as a C constant: exact (hexadecimal), or math.h's INFINITY / NAN."""
+    v = float(np.float32(value))
+    if np.isnan(v):
+        return "NAN"
+    if np.isinf(v):
+        return "INFINITY" if v > 0 else "-INFINITY"
+    return v.hex() + "f"
+
+
 def c_array_body(values: np.ndarray, ctype: str) -> str:
     if ctype == "float":
-        items = [float(np.float32(v)).hex() + "f" for v in values]
+        items = [c_float(v) for v in values]
     else:
         items = [str(int(v)) for v in values]
     lines = [", ".join(items[i:i + 16]) for i in range(0, len(items), 16)]

@@ -196,9 +196,13 @@ def ref_softmax(p, x):
 
 def ref_quantize(p, x):
     if x.dtype == np.float32:
-        # roundf(x / scale) in float32, half away from zero; saturated like the C kernel.
+        # roundf(x / scale) in float32, half away from zero, plus the zero point, saturated. From
+        # +-2^31 on, and for NaN, TFLM's conversion gives INT32_MIN (x86), to which it adds the
+        # zero point, wrapping: the top of the range for a negative zero point, else the bottom.
         d = (x / np.float32(p["scale"])).astype(np.float64)
-        q = np.clip(np.sign(d) * np.floor(np.abs(d) + 0.5), -(1 << 30), 1 << 30)
+        wild = ~(np.abs(d) < 2.0 ** 31)
+        q = np.clip(np.sign(d) * np.floor(np.abs(np.nan_to_num(d)) + 0.5), -(1 << 30), 1 << 30)
+        q = np.where(wild, (1 << 30) if p["zero_point"] < 0 else -(1 << 30), q)
         return np.clip(q.astype(np.int64) + p["zero_point"], -128, 127).astype(np.int8)
     y = fp.multiply_by_quantized_multiplier(x.astype(np.int64) - p["input_zero_point"],
                                             p["multiplier"], p["shift"])
