@@ -189,7 +189,10 @@ class Emitter:
             return
         records, lut = spec.pop("records", None), spec.pop("lut", None)
         if records is not None:
-            call.params["opt_q"] = f"TDK_OPT_ONLY({self.array('int32_t', records, portable=False)})"
+            opt_q = self.array('int32_t', records, portable=False)
+            if "dsp_records" in spec:   # the DSP kernels' own (doubled bias)
+                opt_q = f"TDK_DSP_PICK({opt_q}, {self.array('int32_t', spec.pop('dsp_records'), portable=False)})"
+            call.params["opt_q"] = f"TDK_OPT_ONLY({opt_q})"
         if lut is not None:
             call.params["opt_lut"] = f"TDK_OPT_ONLY({self.array('int32_t', lut, portable=False)})"
         if op.kind in ("conv2d", "depthwise_conv2d", "fully_connected"):

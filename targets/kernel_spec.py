@@ -21,7 +21,7 @@ from toolchain.ir import Graph, Op
 from toolchain.lowering import spatial_geometry
 
 INT8_RANGE = (-128, 127)
-Q_FAST, Q_SIGN, Q_SAT8, Q_ZPR = 1, 2, 4, 8   # TDK_Q_* in tdk_opt.h.j2
+Q_FAST, Q_SIGN, Q_SAT8, Q_ZPR, Q_X2 = 1, 2, 4, 8, 16   # TDK_Q_* in tdk_opt.h.j2
 ZPR_MAX_SHIFT = 22   # |v| <= 2^30, 2^(r-1) + |zp| << r <= 2^29 + 2^21: no int32 overflow
 DSP_ROW_ALIGN = 8                  # elements: GEMM rows start 16-byte aligned as int16
 DW_PLANE_BYTES = 2048              # depthwise: keep a whole int16 channel plane up to this size
@@ -95,6 +95,34 @@ def rows_inplace_ok(p: dict) -> bool:
     return True
 
 
+def quad_chunks_inplace_ok(p: dict, chunk: int) -> bool:
+    """In place, the four-channel depthwise kernel may read the input rows of `chunk` output rows
+    at a time when no chunk reads an input row the chunks before it wrote: oy * out_w <= (first
+    row read) * in_w in pixels, at each chunk's first output row oy."""
+    _, _, in_w, _ = p["in_shape"]
+    _, out_h, out_w, _ = p["out_shape"]
+    sh = p["stride"][0]
+    return all(oy * out_w <= max(oy * sh - p["pad"][0], 0) * in_w for oy in range(chunk, out_h, chunk))
+
+
+def _quad_rows(p: dict, width: int, base: str) -> int:
+    """Output rows the four-channel depthwise kernel (DSP targets, channels % 4 == 0) reads the
+    input of at once, at most DW_QUAD_BYTES of it: every row when they fit; else, for strides of
+    2 and more with kernels up to 3 wide (where a ring of int16 rows costs most in gathering
+    input), as many as fit, each chunk's input read afresh. 0: the kernel is not used."""
+    (kh, kw), (sh, _), (dh, _) = p["filter"], p["stride"], p["dilation"]
+    if not _DSP_LAYOUTS.get() or p["in_shape"][3] % 4:
+        return 0
+    out_h = p["out_shape"][1]
+    reach = (kh - 1) * dh + 1
+    if ((out_h - 1) * sh + reach) * width * 8 <= DW_QUAD_BYTES:
+        return out_h
+    rows = (DW_QUAD_BYTES // (width * 8) - reach) // sh + 1
+    if sh < 2 or kw > 3 or rows < 1 or (base.endswith("inplace") and not quad_chunks_inplace_ok(p, rows)):
+        return 0
+    return rows
+
+
 def c_int(v: int) -> str:
     """An integer as part of a C identifier."""
     return f"m{-v}" if v < 0 else str(v)
@@ -125,12 +153,12 @@ def _geometry(graph: Graph, op: Op, p: dict, base: str) -> dict | None:
         plane_rows = (p["out_shape"][1] - 1) * sh + (kh - 1) * dh + 1
         plane = plane_rows * ring_width * 2 <= DW_PLANE_BYTES
         ring_rows = plane_rows if plane else (kh - 1) * dh + 1
-        # four channels of the whole plane at once (DSP targets): two int16 pairs per pixel
-        quad_bytes = plane_rows * width * 8
-        quad = _DSP_LAYOUTS.get() and ic % 4 == 0 and quad_bytes <= DW_QUAD_BYTES
-        spec.update(ring_rows=ring_rows, ring_width=ring_width, plane=int(plane), quad=int(quad),
-                    plane_w=width, work_bytes=max((1 if plane else 2) * ring_rows * ring_width * 2,
-                                                  quad_bytes if quad else 0))
+        # four channels at once (DSP targets): two int16 pairs per pixel of quad_rows output rows' input
+        quad_rows = _quad_rows(p, width, base)
+        quad_bytes = ((quad_rows - 1) * sh + (kh - 1) * dh + 1) * width * 8 if quad_rows else 0
+        spec.update(ring_rows=ring_rows, ring_width=ring_width, plane=int(plane), quad=int(quad_rows > 0),
+                    quad_rows=quad_rows, plane_w=width,
+                    work_bytes=max((1 if plane else 2) * ring_rows * ring_width * 2, quad_bytes))
     else:
         spec["work_bytes"] = rows + (spec["k"] if base == "conv2d" else 0)
     return spec
@@ -170,7 +198,8 @@ def _weighted_spec(graph: Graph, op: Op, p: dict, base: str) -> dict | None:
                 f"_d{spec['dh']}x{spec['dw']}")
         if op.kind == "depthwise_conv2d":   # the ring is part of the entry point
             name += f"_r{spec['ring_rows']}x{spec['ring_width']}{'p' if spec['plane'] else ''}"
-            name += f"_g4w{spec['plane_w']}" if spec["quad"] else ""
+            chunked = spec["quad_rows"] < p["out_shape"][1]
+            name += f"_g4w{spec['plane_w']}{'c' + str(spec['quad_rows']) if chunked else ''}" if spec["quad"] else ""
     folded = folded_bias(bias, taps, p["input_offset"])
     if np.abs(folded).max(initial=0) >= (1 << 31):
         return None
@@ -182,8 +211,23 @@ def _weighted_spec(graph: Graph, op: Op, p: dict, base: str) -> dict | None:
                 act_max=p["act"][1], records=requant_records(folded, p["multiplier"], p["shift"],
                                                              p["output_offset"] if mode & Q_ZPR else 0))
     if op.kind != "depthwise_conv2d":
-        spec["dsp_weights"] = dsp_gemm_weights(taps)
+        doubled = _doubled_gemm(graph, op, mode, folded - reach, folded + reach, p["multiplier"])
+        spec["dsp_weights"] = dsp_gemm_weights(taps.astype(np.int16) * (2 if doubled else 1))
+        if doubled:   # the DSP GEMM accumulates 2 acc: int16 weights and bias doubled
+            spec["mode"] = mode | Q_X2
+            spec["name"] = spec["name"].replace(f"_q{mode}_", f"_q{mode | Q_X2}_")
+            spec["dsp_records"] = requant_records(2 * folded, p["multiplier"], p["shift"],
+                                                  p["output_offset"] if mode & Q_ZPR else 0)
     return spec
+
+
+def _doubled_gemm(graph: Graph, op: Op, mode: int, lo: np.ndarray, hi: np.ndarray, multiplier) -> bool:
+    """The DSP GEMM may take its int16 weights and its bias doubled, so that it accumulates
+    2 acc and requantizes with SMMULR(2 acc, m) without the saturating doubling: on the fast path,
+    8-bit weights (sub-8-bit ones unpack as they are), every live channel's |acc| < 2^30."""
+    live = np.broadcast_to(np.asarray(multiplier, np.int64), lo.shape) != 0
+    return (bool(mode & Q_FAST) and graph.tensors[op.inputs[1]].quant.bits == 8
+            and bool(np.all(((lo >= -(1 << 30)) & (hi < (1 << 30))) | ~live)))
 
 
 def _add_spec(graph: Graph, op: Op, p: dict, base: str) -> dict | None:

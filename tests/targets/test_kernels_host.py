@@ -30,6 +30,9 @@ def sweep_graph(seed: int = 0):
     b.conv((1, 7, 9, 8), 8, 3, 1, "same", dilation=(1, 2), depthwise=True)
     b.conv((1, 3, 3, 16), 16, 7, 1, "same", depthwise=True)                # kernel wider than the plane
     b.conv((1, 9, 8, 20), 20, (3, 5), (1, 2), "same", depthwise=True, activation="relu")
+    # stride 2, planes too big: four channels a few output rows at a time (DSP targets)
+    b.conv((1, 25, 20, 8), 8, 3, 2, "same", depthwise=True, activation="relu6")   # padding rows both ends
+    b.conv((1, 23, 30, 12), 12, 3, 2, "valid", depthwise=True)
     b.conv((1, 6, 7, 3), 4, 3, 2, fold=((1, 2), (0, 1)))                   # folded asymmetric padding
     b.conv((1, 6, 7, 4), 4, 3, 1, fold=((2, 0), (1, 1)), depthwise=True)
     b.conv((1, 5, 5, 4), 8, 3, 1, "same", depthwise=True)                  # depth multiplier 2
