@@ -344,6 +344,8 @@ SIGNATURES = {
                        "const int32_t *mult, const int32_t *shift, int8_t *out",
     "add": "const tdk_binary_params_t *p, const int8_t *a, const int8_t *b, int8_t *out",
     "pool2d": "const tdk_spatial_params_t *p, const tdk_view_t *v, int is_max, const int8_t *in, int8_t *out",
+    "mean": "const tdk_mean_params_t *p, const int8_t *in, int8_t *out",
+    "transpose": "const tdk_transpose_params_t *p, const void *in, void *out",
 }
 
 
@@ -359,10 +361,10 @@ PROTOTYPES = {
     "add": prototype("add"),
     "mul": "void tdk_mul(const tdk_binary_params_t *p, const int8_t *a, const int8_t *b, int8_t *out);",
     "pool2d": prototype("pool2d"),
-    "mean": "void tdk_mean(const tdk_mean_params_t *p, const int8_t *in, int8_t *out);",
+    "mean": prototype("mean"),
     "pad": "void tdk_pad(const tdk_pad_params_t *p, const int8_t *in, int8_t *out);",
     "reshape": "void tdk_reshape(const void *in, void *out, size_t bytes);",
-    "transpose": "void tdk_transpose(const tdk_transpose_params_t *p, const void *in, void *out);",
+    "transpose": prototype("transpose"),
     "concat": "void tdk_concat(const tdk_concat_params_t *p, const void *const *ins, void *out);",
     "softmax": "void tdk_softmax(const tdk_softmax_params_t *p, const int8_t *in, int8_t *out);",
     "quantize": "void tdk_quantize(const tdk_elementwise_params_t *p, const float *in, int8_t *out);\nvoid tdk_requantize(const tdk_elementwise_params_t *p, const int8_t *in, int8_t *out);",

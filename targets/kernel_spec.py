@@ -53,8 +53,8 @@ def folded_bias(bias: np.ndarray | None, weights: np.ndarray, in_offset: int) ->
 def requant_mode(lo: np.ndarray, hi: np.ndarray, multiplier, shift, out_offset: int,
                  act: tuple[int, int]) -> int:
     """TDK_Q_* flags for accumulators in [lo, hi] per channel. The fast path needs a right shift
-    on every channel (or a zero multiplier: a dead channel, whose output is the zero point
-    whatever its shift and accumulator). It computes SMMULR(2 acc, m) with 2 acc saturated to an
+    on every channel, or none on every channel (a zero multiplier does not count: a dead
+    channel's output is the zero point whatever its shift and accumulator). It computes SMMULR(2 acc, m) with 2 acc saturated to an
     int32: exact for |acc| < 2^30; a channel whose accumulator can leave that range must clamp
     to one output value beyond it (often a pruned channel: zero weights, huge bias)."""
     multiplier = np.broadcast_to(np.asarray(multiplier, np.int64), lo.shape)
@@ -70,9 +70,10 @@ def requant_mode(lo: np.ndarray, hi: np.ndarray, multiplier, shift, out_offset: 
     high_ok = (hi < edge) | ((out(np.full_like(hi, edge)) == out(hi)) & (out(hi) == top))
     low_ok = (lo >= -edge) | (out(np.full_like(lo, -edge)) == out(lo))
     mode = 0
-    if np.all((shift <= -1) | ~live) and np.all((high_ok & low_ok) | ~live):
+    shifted, unshifted = np.all((shift <= -1) | ~live), np.all((shift == 0) | ~live)
+    if (shifted or unshifted) and np.all((high_ok & low_ok) | ~live):
         mode |= Q_FAST
-        if act[0] < out_offset:
+        if act[0] < out_offset and not unshifted:   # RoundingDivideByPOT(v, 0) = v: nothing to correct
             mode |= Q_SIGN
         if np.all((-shift <= ZPR_MAX_SHIFT) | ~live):
             mode |= Q_ZPR
@@ -210,24 +211,30 @@ def _weighted_spec(graph: Graph, op: Op, p: dict, base: str) -> dict | None:
     spec.update(name=name, base=base, mode=mode, zp=p["output_offset"], act_min=p["act"][0],
                 act_max=p["act"][1], records=requant_records(folded, p["multiplier"], p["shift"],
                                                              p["output_offset"] if mode & Q_ZPR else 0))
-    if op.kind != "depthwise_conv2d":
-        doubled = _doubled_gemm(graph, op, mode, folded - reach, folded + reach, p["multiplier"])
+    # DSP: weights and bias doubled, so the kernels accumulate 2 acc and requantize with one
+    # SMMULR (no saturating doubling). GEMM weights are doubled here (int16); depthwise taps, from
+    # the int8 weights as each kernel reads them, so sub-8-bit depthwise weights double too.
+    # Doubling depthwise taps costs about an instruction per tap and channel, and saves one per
+    # output: done when an output channel has at least as many pixels as taps.
+    gemm = op.kind != "depthwise_conv2d"
+    worth = graph.tensors[op.inputs[1]].quant.bits == 8 if gemm else (   # packed GEMM weights unpack as they are
+        p["out_shape"][1] * p["out_shape"][2] >= spec["kh"] * spec["kw"])
+    doubled = worth and _doubles(mode, folded - reach, folded + reach, p["multiplier"])
+    if gemm:
         spec["dsp_weights"] = dsp_gemm_weights(taps.astype(np.int16) * (2 if doubled else 1))
-        if doubled:   # the DSP GEMM accumulates 2 acc: int16 weights and bias doubled
-            spec["mode"] = mode | Q_X2
-            spec["name"] = spec["name"].replace(f"_q{mode}_", f"_q{mode | Q_X2}_")
-            spec["dsp_records"] = requant_records(2 * folded, p["multiplier"], p["shift"],
-                                                  p["output_offset"] if mode & Q_ZPR else 0)
+    if doubled:
+        spec["mode"] = mode | Q_X2
+        spec["name"] = spec["name"].replace(f"_q{mode}_", f"_q{mode | Q_X2}_")
+        spec["dsp_records"] = requant_records(2 * folded, p["multiplier"], p["shift"],
+                                              p["output_offset"] if mode & Q_ZPR else 0)
     return spec
 
 
-def _doubled_gemm(graph: Graph, op: Op, mode: int, lo: np.ndarray, hi: np.ndarray, multiplier) -> bool:
-    """The DSP GEMM may take its int16 weights and its bias doubled, so that it accumulates
-    2 acc and requantizes with SMMULR(2 acc, m) without the saturating doubling: on the fast path,
-    8-bit weights (sub-8-bit ones unpack as they are), every live channel's |acc| < 2^30."""
+def _doubles(mode: int, lo: np.ndarray, hi: np.ndarray, multiplier) -> bool:
+    """Whether a DSP kernel may accumulate 2 acc (TDK_Q_X2): on the fast path, with every live
+    channel's |acc| < 2^30."""
     live = np.broadcast_to(np.asarray(multiplier, np.int64), lo.shape) != 0
-    return (bool(mode & Q_FAST) and graph.tensors[op.inputs[1]].quant.bits == 8
-            and bool(np.all(((lo >= -(1 << 30)) & (hi < (1 << 30))) | ~live)))
+    return bool(mode & Q_FAST) and bool(np.all(((lo >= -(1 << 30)) & (hi < (1 << 30))) | ~live))
 
 
 def _add_spec(graph: Graph, op: Op, p: dict, base: str) -> dict | None:
@@ -254,6 +261,35 @@ def _add_spec(graph: Graph, op: Op, p: dict, base: str) -> dict | None:
             "records": record}
 
 
+def _mean_spec(graph: Graph, op: Op, p: dict, base: str) -> dict | None:
+    """MEAN with the shape as constants: the kept axes' loops outside, the reduced axes' inside
+    (axes of extent 1 dropped), each (extent, stride); the sum starts at -zero point x count and
+    is requantized by the fast path (when exact: sums of int8 are far from its limits)."""
+    shape, reduce = p["in_shape"], p["reduce"]
+    strides = [int(np.prod(shape[i + 1:])) for i in range(4)]
+    kept = [(shape[i], strides[i]) for i in range(4) if not reduce[i] and shape[i] > 1]
+    reduced = [(shape[i], strides[i]) for i in range(4) if reduce[i] and shape[i] > 1]
+    bias = -p["input_zero_point"] * p["count"]
+    lo, hi = np.array([bias - 128 * p["count"]]), np.array([bias + 127 * p["count"]])
+    mode = requant_mode(lo, hi, p["multiplier"], p["shift"], p["output_offset"], INT8_RANGE)
+    if not mode & Q_FAST:
+        return None
+    name = (f"{base}_{'x'.join(map(str, shape))}_r{''.join(str(int(r)) for r in reduce)}"
+            f"_q{mode}_z{c_int(p['output_offset'])}")
+    record = requant_records(np.array([bias]), p["multiplier"], p["shift"],
+                             p["output_offset"] if mode & Q_ZPR else 0)[0]
+    return {"name": name, "base": base, "mode": mode, "zp": p["output_offset"], "kept": kept,
+            "reduced": reduced, "records": record}
+
+
+def _transpose_spec(graph: Graph, op: Op, p: dict, base: str) -> dict:
+    """TRANSPOSE with the shape as constants: per output axis of extent > 1, (extent, input
+    stride in elements), outermost first."""
+    axes = [(e, st) for e, st in zip(p["out_shape"], p["strides"]) if e > 1]
+    name = f"{base}_{'_'.join(f'{e}s{st}' for e, st in axes)}_b{p['elem_bytes']}"
+    return {"name": name, "base": base, "axes": axes, "elem_bytes": p["elem_bytes"]}
+
+
 def _pool_spec(graph: Graph, op: Op, p: dict, base: str) -> dict:
     (kh, kw), (sh, sw) = p["filter"], p["stride"]
     channels, is_max = p["in_shape"][3], op.kind == "max_pool2d"
@@ -262,7 +298,8 @@ def _pool_spec(graph: Graph, op: Op, p: dict, base: str) -> dict:
 
 
 SPECS = {"conv2d": _weighted_spec, "depthwise_conv2d": _weighted_spec, "fully_connected": _weighted_spec,
-         "add": _add_spec, "avg_pool2d": _pool_spec, "max_pool2d": _pool_spec}
+         "add": _add_spec, "avg_pool2d": _pool_spec, "max_pool2d": _pool_spec, "mean": _mean_spec,
+         "transpose": _transpose_spec}
 
 
 def kernel_spec(graph: Graph, op: Op, p: dict, base: str) -> dict | None:
