@@ -194,7 +194,10 @@ class Emitter:
                 opt_q = f"TDK_DSP_PICK({opt_q}, {self.array('int32_t', spec.pop('dsp_records'), portable=False)})"
             call.params["opt_q"] = f"TDK_OPT_ONLY({opt_q})"
         if lut is not None:
-            call.params["opt_lut"] = f"TDK_OPT_ONLY({self.array('int32_t', lut, portable=False)})"
+            opt_lut = self.array('int32_t', lut, portable=False)
+            if "dsp_lut" in spec:   # the DSP kernels' own (doubled)
+                opt_lut = f"TDK_DSP_PICK({opt_lut}, {self.array('int32_t', spec.pop('dsp_lut'), portable=False)})"
+            call.params["opt_lut"] = f"TDK_OPT_ONLY({opt_lut})"
         if op.kind in ("conv2d", "depthwise_conv2d", "fully_connected"):
             at = call.args.index(self.const(op.inputs[1]))   # bias, multiplier, shift follow the weights
             call.args[at + 1:at + 4] = [a if a == "NULL" else f"TDK_PORTABLE_ONLY({a})" for a in call.args[at + 1:at + 4]]

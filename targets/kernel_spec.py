@@ -257,8 +257,11 @@ def _add_spec(graph: Graph, op: Op, p: dict, base: str) -> dict | None:
     lut = np.concatenate([np.roll(t, -128) for t in tables]).astype(np.int32)
     record = requant_records(np.zeros(1, np.int64), p["multiplier"], p["shift"],
                              p["output_offset"] if mode & Q_ZPR else 0)[0]
-    return {"name": f"{base}_q{mode}", "base": base, "mode": mode, "lut": lut,
-            "records": record}
+    spec = {"base": base, "lut": lut, "records": record}
+    if _doubles(mode, lo, hi, p["multiplier"]):   # DSP: the tables doubled (see _weighted_spec)
+        mode |= Q_X2
+        spec["dsp_lut"] = 2 * lut
+    return {**spec, "name": f"{base}_q{mode}", "mode": mode}
 
 
 def _mean_spec(graph: Graph, op: Op, p: dict, base: str) -> dict | None:
