@@ -24,6 +24,8 @@ def sweep_graph(seed: int = 0):
     b.conv((1, 9, 10, 5), 5, 7, 1, "same", depthwise=True, activation="relu6")   # depthwise 7x7
     b.conv((1, 9, 10, 5), 5, 7, 2, "same", depthwise=True)
     b.conv((1, 8, 9, 6), 6, (5, 3), (2, 1), "same", depthwise=True)          # rectangular depthwise
+    b.conv((1, 35, 34, 5), 5, (2, 6), (3, 1), "valid", depthwise=True)       # stride taller than the kernel
+    b.conv((1, 30, 33, 3), 3, 1, 2, "same", depthwise=True)                 # 1x1 depthwise, stride 2
     # small planes, channels % 4 == 0: four channels at a time on DSP targets
     b.conv((1, 6, 6, 8), 8, 7, 1, "same", depthwise=True, activation="relu6")
     b.conv((1, 7, 8, 12), 12, 5, 2, "valid", depthwise=True)
