@@ -157,6 +157,21 @@ def make_schedule(graph: Graph, patch: str = "auto", max_mac_overhead: float = 0
         raise UserError(str(exc)) from None
 
 
+def schedule_for(graph: Graph, board, patch: str = "auto", max_mac_overhead: float = 0.10,
+                 stream_input: bool = False):
+    """(schedule, DSP working buffers or not) for the board. A DSP target's kernels have larger
+    working buffers (kernel_spec.dsp_layouts); a patch schedule (the memory-first choice) leaves
+    them out when they would raise the arena, layer by layer keeps them (the fast choice)."""
+    with dsp_layouts(board.dsp_kernels):
+        schedule = make_schedule(graph, patch, max_mac_overhead, stream_input)
+    if board.dsp_kernels and patch != "none":
+        with dsp_layouts(False):
+            plain = make_schedule(graph, patch, max_mac_overhead, stream_input)
+        if plain.plan.arena_bytes < schedule.plan.arena_bytes:
+            return plain, False
+    return schedule, board.dsp_kernels
+
+
 def convert(model_path: str | Path, target: str, out_dir: str | Path, io: str = "model",
             prefix: str = "model", patch: str = "auto", max_mac_overhead: float = 0.10,
             stream_input: bool = False, progress=None, calib: str | Path | None = None,
@@ -172,13 +187,12 @@ def convert(model_path: str | Path, target: str, out_dir: str | Path, io: str = 
     graph, artifacts = import_int8(model_path, calib and Path(calib), calib_method, input_shape, calib_progress,
                                    pruning, mixed)
     graph = strip_float_io(graph) if io == "int8" else graph
-    with dsp_layouts(board.dsp_kernels):   # the kernels' working buffers for this target
-        schedule = make_schedule(graph, patch, max_mac_overhead, stream_input)
+    schedule, dsp = schedule_for(graph, board, patch, max_mac_overhead, stream_input)
     inputs = random_inputs(graph, DEFAULT_TEST_INPUTS)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        with dsp_layouts(board.dsp_kernels):
+        with dsp_layouts(dsp):   # as the schedule was planned
             facts = emit_c_project(schedule, tmp / "c", inputs, prefix)
         need = fit.estimate(schedule.plan.arena_bytes, boundary(schedule.graph, schedule.graph.outputs)["bytes"],
                             facts["weights_bytes"], len(facts["kernels"]))

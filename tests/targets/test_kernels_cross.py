@@ -40,3 +40,19 @@ def test_dsp_layouts_only_for_dsp_targets():
     with dsp_layouts(True):
         dsp = working_bytes(graph, small[0], "depthwise_conv2d")
     assert dsp == (6 + 6) * (6 + 6) * 8 > plain   # the plane padded by 3 each side, 4 channels as int16
+
+
+def test_a_patch_schedule_for_a_dsp_target_keeps_the_smaller_arena():
+    """--patch auto on cortex-m4 leaves out the DSP working buffers that would raise the arena
+    (vww: the four-channel plane in the patch stage); layer by layer keeps them."""
+    from benchmarks.shared_models import INT8_MODELS
+    from targets.registry import get_target
+    from toolchain import pipeline
+    graph = pipeline.prepare_graph(INT8_MODELS["vww_96_int8"], "model")
+    m4, host = get_target("cortex-m4"), get_target("host")
+    patched, dsp = pipeline.schedule_for(graph, m4, "auto")
+    assert not dsp and patched.plan.arena_bytes == pipeline.schedule_for(graph, host, "auto")[0].plan.arena_bytes
+    with dsp_layouts(True):
+        raised = pipeline.make_schedule(graph, "auto")
+    assert raised.plan.arena_bytes > patched.plan.arena_bytes
+    assert pipeline.schedule_for(graph, m4, "none")[1]
