@@ -187,17 +187,9 @@ class Emitter:
         spec = kernel_spec(self.graph, op, p, call.kind)
         if spec is None:
             return
-        records, lut = spec.pop("records", None), spec.pop("lut", None)
-        if records is not None:
-            opt_q = self.array('int32_t', records, portable=False)
-            if "dsp_records" in spec:   # the DSP kernels' own (doubled bias)
-                opt_q = f"TDK_DSP_PICK({opt_q}, {self.array('int32_t', spec.pop('dsp_records'), portable=False)})"
-            call.params["opt_q"] = f"TDK_OPT_ONLY({opt_q})"
-        if lut is not None:
-            opt_lut = self.array('int32_t', lut, portable=False)
-            if "dsp_lut" in spec:   # the DSP kernels' own (doubled)
-                opt_lut = f"TDK_DSP_PICK({opt_lut}, {self.array('int32_t', spec.pop('dsp_lut'), portable=False)})"
-            call.params["opt_lut"] = f"TDK_OPT_ONLY({opt_lut})"
+        for field, key in (("opt_q", "records"), ("opt_lut", "lut")):
+            if key in spec:   # the DSP kernels may have their own (weights and bias doubled: dsp_*)
+                call.params[field] = self._optimized_only(spec.pop(key), spec.pop(f"dsp_{key}", None))
         if op.kind in ("conv2d", "depthwise_conv2d", "fully_connected"):
             at = call.args.index(self.const(op.inputs[1]))   # bias, multiplier, shift follow the weights
             call.args[at + 1:at + 4] = [a if a == "NULL" else f"TDK_PORTABLE_ONLY({a})" for a in call.args[at + 1:at + 4]]
@@ -219,6 +211,13 @@ class Emitter:
         call.template = TEMPLATE_OF_KERNEL.get(call.kind, call.kind)
         call.spec = spec
         call.kind = spec["name"]
+
+    def _optimized_only(self, values: np.ndarray, dsp_values: np.ndarray | None) -> str:
+        """An int32 table only the optimized kernels read, the DSP build's own when it has one."""
+        symbol = self.array("int32_t", values, portable=False)
+        if dsp_values is not None:
+            symbol = f"TDK_DSP_PICK({symbol}, {self.array('int32_t', dsp_values, portable=False)})"
+        return f"TDK_OPT_ONLY({symbol})"
 
     def _inplace_conv(self, index, op, p, how):
         depthwise = how == "depthwise"

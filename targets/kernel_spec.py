@@ -207,10 +207,7 @@ def _weighted_spec(graph: Graph, op: Op, p: dict, base: str) -> dict | None:
     reach = 128 * np.abs(taps.astype(np.int64)).sum(axis=1)   # inputs lie in [-128, 127]
     mode = requant_mode(folded - reach, folded + reach, p["multiplier"], p["shift"], p["output_offset"],
                         p["act"])
-    name += f"_q{mode}_z{c_int(p['output_offset'])}_a{c_int(p['act'][0])}_{c_int(p['act'][1])}"
-    spec.update(name=name, base=base, mode=mode, zp=p["output_offset"], act_min=p["act"][0],
-                act_max=p["act"][1], records=requant_records(folded, p["multiplier"], p["shift"],
-                                                             p["output_offset"] if mode & Q_ZPR else 0))
+    zp_folded = p["output_offset"] if mode & Q_ZPR else 0
     # DSP: weights and bias doubled, so the kernels accumulate 2 acc and requantize with one
     # SMMULR (no saturating doubling). GEMM weights are doubled here (int16); depthwise taps, from
     # the int8 weights as each kernel reads them, so sub-8-bit depthwise weights double too.
@@ -220,13 +217,14 @@ def _weighted_spec(graph: Graph, op: Op, p: dict, base: str) -> dict | None:
     worth = graph.tensors[op.inputs[1]].quant.bits == 8 if gemm else (   # packed GEMM weights unpack as they are
         p["out_shape"][1] * p["out_shape"][2] >= spec["kh"] * spec["kw"])
     doubled = worth and _doubles(mode, folded - reach, folded + reach, p["multiplier"])
+    mode |= Q_X2 if doubled else 0
+    name += f"_q{mode}_z{c_int(p['output_offset'])}_a{c_int(p['act'][0])}_{c_int(p['act'][1])}"
+    spec.update(name=name, base=base, mode=mode, zp=p["output_offset"], act_min=p["act"][0],
+                act_max=p["act"][1], records=requant_records(folded, p["multiplier"], p["shift"], zp_folded))
     if gemm:
         spec["dsp_weights"] = dsp_gemm_weights(taps.astype(np.int16) * (2 if doubled else 1))
     if doubled:
-        spec["mode"] = mode | Q_X2
-        spec["name"] = spec["name"].replace(f"_q{mode}_", f"_q{mode | Q_X2}_")
-        spec["dsp_records"] = requant_records(2 * folded, p["multiplier"], p["shift"],
-                                              p["output_offset"] if mode & Q_ZPR else 0)
+        spec["dsp_records"] = requant_records(2 * folded, p["multiplier"], p["shift"], zp_folded)
     return spec
 
 
