@@ -55,6 +55,7 @@ class Schedule:
     tiles: dict[int, str] = field(default_factory=dict)  # stage op index -> tile buffer name
     stream_input: bool = False
     sub_offset: dict[str, int] = field(default_factory=dict)  # tensor -> offset inside its buffer
+    quantmcu: object = None   # the stage's QuantMCU low path (quantize.quantmcu.LowPath), if any
 
     def offset(self, name: str) -> int:
         return self.plan.offsets[self.buffer_of[name]] + self.sub_offset.get(name, 0)
@@ -245,10 +246,11 @@ def choose_inplace(graph: Graph, stage: PatchStage | None = None) -> dict[int, t
 
 
 def build_schedule(graph: Graph, stage: PatchStage | None = None, inplace: bool | dict = True,
-                   stream_input: bool = False) -> Schedule:
+                   stream_input: bool = False, low_tile: bool = False) -> Schedule:
     """inplace: True to choose in-place ops, False for none, or a choice made earlier (ops of
     the stage are dropped from it). stream_input: the stage reads its input patch by patch
-    through the caller's callback instead of from a full input buffer."""
+    through the caller's callback instead of from a full input buffer. low_tile: a patch's input
+    region also gets a buffer of its own (QuantMCU's low path requantizes it there)."""
     last = last_uses(graph)
     if inplace is True:
         modes = choose_inplace(graph, stage)
@@ -258,9 +260,9 @@ def build_schedule(graph: Graph, stage: PatchStage | None = None, inplace: bool 
         modes = {i: m for i, m in inplace.items() if not stage or i not in stage.ops}
     if stream_input and not can_stream(graph, stage):
         raise ValueError("input streaming needs a patch stage that starts at the graph input")
-    layouts = [_buffers(graph, stage, modes, last, stream_input)]
+    layouts = [_buffers(graph, stage, modes, last, stream_input, low_tile=low_tile)]
     if stage and not stream_input and overlap_delta(graph, stage) is not None:
-        layouts.append(_buffers(graph, stage, modes, last, stream_input, overlap=True))
+        layouts.append(_buffers(graph, stage, modes, last, stream_input, overlap=True, low_tile=low_tile))
     buffers, buffer_of, scratch, sub_offset = min(layouts, key=lambda layout: lower_bound(layout[0]))
     plan = plan_memory(buffers)
     check_no_overlap(plan, buffers)
@@ -280,13 +282,13 @@ def can_stream(graph: Graph, stage: PatchStage | None) -> bool:
     return source == graph.inputs[0] and [i for i, op in enumerate(graph.ops) if source in op.inputs] == [stage.first]
 
 
-def _buffers(graph, stage, modes, last, stream_input=False, overlap=False):
+def _buffers(graph, stage, modes, last, stream_input=False, overlap=False, low_tile=False):
     """Buffers with lifetimes for a schedule: in-place ops share their input's buffer, stage
     intermediates become tiles, ops get their scratch (see scratch_bytes) and sub-8-bit weights
     their unpacked copy, each at the op's own step; a streamed input becomes a tile of the first
     stage op's input; with overlap, the stage output shares the stage input's buffer (see
-    overlap_delta). Returns (buffers, tensor -> buffer, scratch bytes per op, tensor -> offset
-    inside its buffer)."""
+    overlap_delta); low_tile: the input tile of QuantMCU's low path. Returns (buffers, tensor ->
+    buffer, scratch bytes per op, tensor -> offset inside its buffer)."""
     in_stage = set(stage.ops) if stage else set()
     tiles_of = {i: f"tile{i}" for i in range(stage.first, stage.last)} if stage else {}
     groups = _Groups()
@@ -352,12 +354,13 @@ def _buffers(graph, stage, modes, last, stream_input=False, overlap=False):
             size = max(regions[k].area for regions in stage.out_regions) * channels
             buffers.append(Buffer(tiles_of[i], size, i + 1, i + 2))
             buffer_of[tiles_of[i]] = tiles_of[i]
-        if stream_input:
-            channels = graph.tensors[graph.inputs[0]].shape[-1]
-            size = max(regions[0].area for regions in stage.in_regions) * channels
-            size *= graph.tensors[graph.inputs[0]].nbytes // graph.tensors[graph.inputs[0]].size
-            buffers.append(Buffer("input_tile", size, stage.first + 1, stage.first + 1))
-            buffer_of["input_tile"] = "input_tile"
+        source = graph.tensors[graph.ops[stage.first].inputs[0]]
+        for name, wanted in (("input_tile", stream_input), ("low_tile", low_tile)):
+            if wanted:
+                size = max(regions[0].area for regions in stage.in_regions) * source.shape[-1]
+                size *= source.nbytes // source.size
+                buffers.append(Buffer(name, size, stage.first + 1, stage.first + 1))
+                buffer_of[name] = name
     return buffers, buffer_of, scratch, sub_offset
 
 

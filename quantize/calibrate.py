@@ -16,7 +16,8 @@ CALIB_HELP = "a .npy, or .npz with key 'x', of float32 samples in the model's ow
 
 
 def load_calibration(path: str | Path, graph: Graph) -> np.ndarray:
-    """The samples in `path` as (N, *input shape without batch), float32, checked against `graph`."""
+    """The samples in `path` as (N, *input shape without batch), checked against `graph`: float32, or
+    for a model with an int8 (uint8) input also that type."""
     path = Path(path)
     if len(graph.inputs) != 1:
         raise UserError(f"calibration supports models with one input; this one has {len(graph.inputs)}")
@@ -31,8 +32,10 @@ def load_calibration(path: str | Path, graph: Graph) -> np.ndarray:
         if "x" not in data.files:
             raise UserError(f"{path}: .npz has no key 'x' (keys: {', '.join(data.files) or 'none'})")
         data = data["x"]
-    if data.dtype != np.float32:
-        raise UserError(f"{path}: calibration data is {data.dtype}, expected float32 already scaled the way "
+    integer = graph.tensors[graph.inputs[0]].dtype
+    if data.dtype != np.float32 and not (integer in ("int8", "uint8") and data.dtype == np.dtype(integer)):
+        also = f" or {integer}, the model's own input type" if integer in ("int8", "uint8") else ""
+        raise UserError(f"{path}: calibration data is {data.dtype}, expected float32{also} already scaled the way "
                         f"the model expects (shape [N, {', '.join(map(str, shape[1:]))}])")
     if data.shape[1:] != shape[1:] and data.shape != shape[1:]:
         raise UserError(f"{path}: calibration data has shape {list(data.shape)}, the model input is "
@@ -40,7 +43,7 @@ def load_calibration(path: str | Path, graph: Graph) -> np.ndarray:
     samples = data.reshape((-1,) + tuple(shape[1:]))
     if len(samples) == 0:
         raise UserError(f"{path}: calibration data holds no samples")
-    if not np.isfinite(samples).all():
+    if samples.dtype == np.float32 and not np.isfinite(samples).all():
         raise UserError(f"{path}: calibration data contains NaN or infinite values")
     return samples
 
@@ -94,7 +97,19 @@ def collect_stats(graph: Graph, samples: np.ndarray, histograms: bool = True, pr
             s = stats[name]
             if s.histogram is None:
                 s.histogram = np.zeros(HISTOGRAM_BINS, np.int64)
-            if s.high > s.low:
-                s.histogram += np.histogram(value[value != 0], bins=HISTOGRAM_BINS, range=(s.low, s.high))[0]
+            s.histogram += _histogram(value, s)
         _run_all(graph, samples, step, binned)
     return stats
+
+
+def _histogram(values: np.ndarray, s: TensorStats) -> np.ndarray:
+    if s.high <= s.low:
+        return np.zeros(HISTOGRAM_BINS, np.int64)
+    return np.histogram(values[values != 0], bins=HISTOGRAM_BINS, range=(s.low, s.high))[0]
+
+
+def stats_of(values: np.ndarray) -> TensorStats:
+    """What collect_stats gathers, of one array of real values."""
+    s = TensorStats(float(values.min()), float(values.max()))
+    s.histogram = _histogram(values, s)
+    return s

@@ -32,18 +32,18 @@ def affine_params(low: float, high: float, bits: int = 8) -> tuple[float, int]:
     return scale, zero_point
 
 
-def _grid_error(centers: np.ndarray, lows: np.ndarray, highs: np.ndarray) -> np.ndarray:
-    """(candidates, bins): each bin centre's value after int8 quantization with each interval."""
-    params = [affine_params(lo, hi) for lo, hi in zip(lows, highs)]
+def _grid_error(centers: np.ndarray, lows: np.ndarray, highs: np.ndarray, bits: int = 8) -> np.ndarray:
+    """(candidates, bins): each bin centre's value after quantization to `bits` bits with each interval."""
+    params = [affine_params(lo, hi, bits) for lo, hi in zip(lows, highs)]
     scale = np.array([p[0] for p in params])[:, None]
     zp = np.array([p[1] for p in params])[:, None]
-    q = np.clip(np.round(centers[None, :] / scale) + zp, -128, 127)
+    q = np.clip(np.round(centers[None, :] / scale) + zp, -(1 << (bits - 1)), (1 << (bits - 1)) - 1)
     return (q - zp) * scale, q
 
 
-def _mse(s: TensorStats) -> tuple[float, float]:
+def _mse(s: TensorStats, bits: int = 8) -> tuple[float, float]:
     centers = (s.edges()[:-1] + s.edges()[1:]) / 2
-    deq, _ = _grid_error(centers, s.low * SHRINK, s.high * SHRINK)
+    deq, _ = _grid_error(centers, s.low * SHRINK, s.high * SHRINK, bits)
     err = ((deq - centers[None, :]) ** 2 * s.histogram[None, :]).sum(axis=1)
     best = SHRINK[int(np.argmin(err))]
     return s.low * best, s.high * best
@@ -90,11 +90,13 @@ def _percentile(s: TensorStats, percentile: float) -> tuple[float, float]:
     return max(low, s.low), min(high, s.high)
 
 
-def choose_range(s: TensorStats, method: str, percentile: float = DEFAULT_PERCENTILE) -> tuple[float, float]:
+def choose_range(s: TensorStats, method: str, percentile: float = DEFAULT_PERCENTILE,
+                 bits: int = 8) -> tuple[float, float]:
+    """The range `method` picks; `bits`: the width of the grid mse fits (entropy scores 8 bits)."""
     if method not in METHODS:
         raise ValueError(f"unknown range method '{method}' (known: {', '.join(METHODS)})")
     if method == "minmax" or s.histogram is None or s.high <= s.low or s.histogram.sum() == 0:
         return s.low, s.high
     if method == "percentile":
         return _percentile(s, percentile)
-    return _mse(s) if method == "mse" else _entropy(s)
+    return _mse(s, bits) if method == "mse" else _entropy(s)

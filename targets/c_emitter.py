@@ -53,6 +53,13 @@ class OpCall:
 
 
 @dataclass
+class LowPathBranch:
+    """QuantMCU: a patch whose input region passes `check` (no outlier) runs `calls` instead."""
+    check: str
+    calls: list[OpCall]
+
+
+@dataclass
 class PatchBlock:
     """A patch stage: its calls run once per patch, `patches` times. With a streamed input,
     `read` names the per-patch input regions to fetch through the caller's reader first."""
@@ -61,6 +68,11 @@ class PatchBlock:
     calls: list[OpCall]
     read: str | None = None
     input_tile: str | None = None
+    low: LowPathBranch | None = None
+
+    @property
+    def all_calls(self) -> list[OpCall]:
+        return self.calls + (self.low.calls if self.low else [])
 
 
 def full_view(p: dict) -> dict:
@@ -105,6 +117,7 @@ class Emitter:
         self.schedule, self.graph, self.prefix = schedule, schedule.graph, prefix
         self.consts: list[ConstArray] = []
         self.const_symbols: dict[str, str] = {}
+        self.arrays: dict[tuple, str] = {}   # (ctype, portable, dtype, bytes) -> symbol
         self.views: list[str] = []
         self.refs: dict[str, str] = {}  # tensor -> C expression overrides (patch tiles)
         self.unpack_ref = ""   # where the op being emitted finds its unpacked sub-8-bit weights
@@ -147,9 +160,14 @@ class Emitter:
         return self.unpack_ref
 
     def array(self, ctype: str, values, portable: bool = True) -> str:
-        symbol = f"{self.prefix}_const{len(self.consts)}"
-        self.consts.append(ConstArray(symbol, ctype, np.asarray(values).reshape(-1), portable))
-        return symbol
+        """A const array; calls that need the same values share one (e.g. the DSP weights of a
+        stage op on both of QuantMCU's paths)."""
+        values = np.asarray(values).reshape(-1)
+        key = (ctype, portable, values.dtype.str, values.tobytes())
+        if key not in self.arrays:
+            self.arrays[key] = f"{self.prefix}_const{len(self.consts)}"
+            self.consts.append(ConstArray(self.arrays[key], ctype, values, portable))
+        return self.arrays[key]
 
     def bias_ref(self, op: Op) -> str:
         return self.const(op.inputs[2]) if len(op.inputs) > 2 else "NULL"
@@ -316,13 +334,7 @@ class Emitter:
 
     def _elementwise(self, op, p, kernel=None):
         (x,), y = self._io(op)
-        act = p.get("act", (-128, 127))
-        params = {"count": p["count"], "in_zero_point": p.get("input_zero_point", 0),
-                  "zero_point": p.get("zero_point", p.get("output_offset", 0)),
-                  "multiplier": p.get("multiplier", 0), "shift": p.get("shift", 0),
-                  "act_min": act[0], "act_max": act[1],
-                  "scale": float(np.float32(p.get("scale", 0.0))), "dscale": float(p.get("scale", 0.0))}
-        return OpCall(kernel or op.kind, "tdk_elementwise_params_t", params, [x, y])
+        return OpCall(kernel or op.kind, "tdk_elementwise_params_t", elementwise_params(p), [x, y])
 
     def emit_quantize(self, op, p):
         source = self.graph.tensors[op.inputs[0]].dtype
@@ -331,6 +343,16 @@ class Emitter:
     emit_dequantize = _elementwise
     emit_relu = _elementwise
     emit_relu6 = _elementwise
+
+
+def elementwise_params(p: dict) -> dict:
+    """tdk_elementwise_params_t of a quantize, dequantize, relu or relu6."""
+    act = p.get("act", (-128, 127))
+    return {"count": p["count"], "in_zero_point": p.get("input_zero_point", 0),
+            "zero_point": p.get("zero_point", p.get("output_offset", 0)),
+            "multiplier": p.get("multiplier", 0), "shift": p.get("shift", 0),
+            "act_min": act[0], "act_max": act[1],
+            "scale": float(np.float32(p.get("scale", 0.0))), "dscale": float(p.get("scale", 0.0))}
 
 
 WEIGHTED_KINDS = ("conv2d", "depthwise_conv2d", "fully_connected")
@@ -373,6 +395,9 @@ PROTOTYPES = {
     "dequantize": "void tdk_dequantize(const tdk_elementwise_params_t *p, const int8_t *in, float *out);",
     "relu": "void tdk_relu(const tdk_elementwise_params_t *p, const int8_t *in, int8_t *out);",
     "relu6": "void tdk_relu6(const tdk_elementwise_params_t *p, const int8_t *in, int8_t *out);",
+    "quantmcu": "int tdk_region_within(const tdk_view_t *v, int32_t channels, const int8_t *in, int32_t lo, int32_t hi);\n"
+                "void tdk_requantize_region(const tdk_elementwise_params_t *p, const tdk_view_t *v, const int8_t *in, "
+                "int8_t *out);",
 }
 TEMPLATE_OF_KERNEL = {"requantize": "quantize", "conv2d_pointwise_inplace": "conv2d",
                       "depthwise_conv2d_inplace": "depthwise_conv2d"}
@@ -427,6 +452,8 @@ def emit_calls(schedule, emitter: Emitter) -> list:
                                                        (ins[0] for ins in stage.in_regions)])
             block.calls = [emitter.emit(i, stage_views(graph, stage, k, schedule.stream_input))
                            for k, i in enumerate(stage.ops)]
+            if schedule.quantmcu is not None:
+                block.low = emit_low_path(schedule, emitter)
             items.append(block)
             index = stage.last + 1
         else:
@@ -435,15 +462,61 @@ def emit_calls(schedule, emitter: Emitter) -> list:
     return items
 
 
+def emit_low_path(schedule, emitter: Emitter) -> LowPathBranch:
+    """QuantMCU's branch of the patch loop: the VDPC check of the patch's input region, its
+    requantization onto the low-bit grid into the low tile (when the stage input is lowered),
+    then the stage ops as the low graph has them, reading that tile."""
+    graph, stage, low = schedule.graph, schedule.stage, schedule.quantmcu
+    source = low.source
+    source_ref, channels = emitter.tensor_ref(source), graph.tensors[source].shape[-1]
+    views = []
+    for ins in stage.in_regions:
+        r = ins[0]
+        held = r if schedule.stream_input else None   # the streamed tile holds just the region
+        views.append({"in_y0": held.y0 if held else 0, "in_x0": held.x0 if held else 0,
+                      "in_w": (r.x1 - r.x0) if held else graph.tensors[source].shape[2],
+                      "out_y0": r.y0, "out_x0": r.x0, "out_w": r.x1 - r.x0,
+                      "y0": r.y0, "y1": r.y1, "x0": r.x0, "x1": r.x1})
+    view = emitter.view(views)
+    lo, hi = low.plan.bounds
+    check = f"tdk_region_within(&{view}[patch], {channels}, {source_ref}, {lo}, {hi})"
+    calls, requant = [], low.source_requantize()
+    saved_graph, saved_ref = emitter.graph, emitter.refs.get(source)
+    if requant is not None:
+        tile = emitter.arena_ref("low_tile", "int8_t")
+        tiny, op = requant
+        params = {**elementwise_params(lower(tiny, op)), "count": channels}   # count: channels per pixel
+        calls.append(OpCall("requantize_region", "tdk_elementwise_params_t", params,
+                            [f"&{view}[patch]", source_ref, tile], template="quantmcu",
+                            comment=f"the patch's input onto its {low.plan.bits[source]}-bit grid"))
+        emitter.refs[source] = tile
+    emitter.graph = low.graph
+    try:
+        reads_tile = schedule.stream_input or requant is not None
+        calls += [emitter.emit(i, stage_views(graph, stage, k, reads_tile)) for k, i in enumerate(stage.ops)]
+    finally:
+        emitter.graph = saved_graph
+        if saved_ref is None:
+            emitter.refs.pop(source, None)
+        else:
+            emitter.refs[source] = saved_ref
+    for call in calls[1 if requant else 0:]:
+        call.comment += ", QuantMCU low path"
+    return LowPathBranch(check, calls)
+
+
 def emit_c_project(schedule, out_dir: Path, test_inputs: list[np.ndarray], prefix: str = "model") -> dict:
     """Write the C project into out_dir; returns facts for the report (weights bytes, kinds)."""
     graph = schedule.graph
     emitter = Emitter(schedule, prefix)
     items = emit_calls(schedule, emitter)
-    calls = [c for item in items for c in (item.calls if isinstance(item, PatchBlock) else [item])]
+    calls = [c for item in items for c in (item.all_calls if isinstance(item, PatchBlock) else [item])]
     for number, call in enumerate(calls):
         call.number = number
-    kernels = sorted({c.template or TEMPLATE_OF_KERNEL.get(c.kind, c.kind) for c in calls})
+    kernels = {c.template or TEMPLATE_OF_KERNEL.get(c.kind, c.kind) for c in calls}
+    if schedule.quantmcu is not None:
+        kernels.add("quantmcu")   # the VDPC check
+    kernels = sorted(kernels)
     specs = {}   # template -> its specialized entry points, one per name
     for c in calls:
         if c.spec:

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from quantize import DEFAULT_METHOD, METHODS
+from quantize.quantmcu import DEFAULT_LAMBDA, DEFAULT_SIGMA
 
 from .errors import UserError
 
@@ -138,9 +139,18 @@ input_shape_option = click.option(
 @click.option("--mixed-activations", is_flag=True,
               help="--quant mixed: the search may also hold conv/depthwise/FC outputs in 4 bits (int8 storage "
                    "clamped to [-8, 7]: fewer BitOPs, same SRAM; verify then compares with the reference only).")
+@click.option("--quantmcu", is_flag=True,
+              help="QuantMCU on the patch stage: patches without outliers in their input (VDPC, bounds from --calib) "
+                   "run the stage's feature maps at the bit widths VDQS picks; the others stay int8.")
+@click.option("--outlier-sigma", type=float, default=None,
+              help=f"--quantmcu: an outlier lies beyond the stage input's mean +- this many standard deviations "
+                   f"[default: {DEFAULT_SIGMA:g}].")
+@click.option("--vdqs-lambda", type=float, default=None,
+              help=f"--quantmcu: weight of the entropy change against the BitOPs saved in VDQS's score (0..1) "
+                   f"[default: {DEFAULT_LAMBDA:g}].")
 def convert(model, target, out_dir, io, prefix, patch, max_mac_overhead, stream_input, calib, calib_method,
             input_shape, prune_ratio, prune_budget, prune_importance, prune_epochs, labels, quant, weight_budget,
-            quant_budget, mixed_activations):
+            quant_budget, mixed_activations, quantmcu, outlier_sigma, vdqs_lambda):
     """Convert MODEL into a C project (and TFLite artifacts) in an output folder."""
     from .pipeline import convert as run_convert
     if not prefix.isidentifier():
@@ -155,6 +165,12 @@ def convert(model, target, out_dir, io, prefix, patch, max_mac_overhead, stream_
         mixed = {"kind": kind, "value": value, "activations": mixed_activations}
     elif weight_budget is not None or quant_budget is not None or mixed_activations:
         raise UserError("--weight-budget, --budget and --mixed-activations choose mixed precision: add --quant mixed")
+    if not quantmcu and (outlier_sigma is not None or vdqs_lambda is not None):
+        raise UserError("--outlier-sigma and --vdqs-lambda tune QuantMCU: add --quantmcu")
+    qmcu = None
+    if quantmcu:
+        qmcu = {"sigma": DEFAULT_SIGMA if outlier_sigma is None else outlier_sigma,
+                "lambda": DEFAULT_LAMBDA if vdqs_lambda is None else vdqs_lambda}
     step = _progress()
     pruning = None
     if prune_ratio is not None or prune_budget is not None:
@@ -166,10 +182,13 @@ def convert(model, target, out_dir, io, prefix, patch, max_mac_overhead, stream_
         step(f"converting {model}")
         if mixed:
             mixed["progress"] = _bar(step, "layer sensitivity")
+        if qmcu:
+            qmcu["progress"] = _bar(step, "VDQS feature maps")
         report = run_convert(model, target, out_dir, io=io, prefix=prefix, patch=patch,
                              max_mac_overhead=max_mac_overhead, stream_input=stream_input, calib=calib,
                              calib_method=calib_method, input_shape=input_shape,
-                             calib_progress=_bar(step, "calibrating"), pruning=pruning, mixed=mixed)
+                             calib_progress=_bar(step, "calibrating"), pruning=pruning, mixed=mixed,
+                             quantmcu=qmcu)
     finally:
         step.stop()
     if "pruning" in report:
@@ -184,6 +203,13 @@ def convert(model, target, out_dir, io, prefix, patch, max_mac_overhead, stream_
         click.echo(f"mixed precision: weight bits per layer {bits}; weights {p['weight_bytes']:,} B packed = "
                    f"{p['weight_fraction']:.1%} of int8 ({p['int8_weight_bytes']:,} B); "
                    f"{report['compute']['bitops']:,} BitOPs")
+    if qmcu:
+        q = report["quantmcu"]
+        b = q["patch_stage_bitops"]["calibration"]
+        click.echo(f"QuantMCU on {q['stage']}: low-path bits " + "/".join(str(v) for v in q["bits"].values())
+                   + f" (stage input first); input bounds {q['input_bounds']}; on the calibration inputs "
+                   f"{b['outlier_patch_fraction']:.1%} of patches are outlier patches (int8), patch stage BitOPs "
+                   f"{b['mean']:,} vs {b['int8']:,} int8 ({b['reduction']:.2f}x fewer)")
     mem, compute = report["memory"], report["compute"]
     click.echo(f"wrote {out_dir}: {len(report['layers'])} ops, {compute['macs']:,} MACs, "
                f"patch {report['plan']['patch']} (+{compute['mac_overhead']:.1%} MACs), "
@@ -206,7 +232,7 @@ def verify(out_dir, target, inputs, extra_cflags):
     finally:
         step.stop()
     v, mem = report["verification"], report["memory"]
-    tflm = {True: "yes", False: "NO", None: "not available"}[v["tflm_bit_exact"]]
+    tflm = {True: "yes", False: "NO", None: v.get("tflm_note", "not available")}[v["tflm_bit_exact"]]
     click.echo(f"{report['target']}: {v['inputs']} inputs, bit-exact with reference: "
                f"{'yes' if v['bit_exact'] else 'NO'}, with TFLM: {tflm}; arena {mem['arena_bytes']:,} B, "
                f"stack {mem['stack_bytes']:,} B, peak SRAM {mem['peak_sram_bytes']:,} B"

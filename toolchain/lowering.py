@@ -252,7 +252,8 @@ def lower_quantize(graph: Graph, op: Op) -> dict:
     if inp.dtype == "int8":
         m, s = quantize_multiplier(float(f32(inp.scale())) / float(f32(out.scale())))
         return {"count": out.size, "input_zero_point": inp.zero_point(),
-                "zero_point": out.zero_point(), "multiplier": m, "shift": s}
+                "zero_point": out.zero_point(), "multiplier": m, "shift": s,
+                "act": activation_range(None, out)}   # a narrower feature map clamps to its width
     raise UserError(f"op {op.name}: QUANTIZE from {inp.dtype} is not supported")
 
 

@@ -14,6 +14,9 @@ from patch_inference.memory_planner import graph_buffers, plan_memory
 from quantize import (DEFAULT_METHOD, apply_bits, calibrated_ranges, choose_bits, load_calibration,
                       post_training_quantize, precision_report)
 from patch_inference.schedule import build_schedule, parse_patch_option, search_schedule
+from quantize.quantmcu import (DEFAULT_LAMBDA, DEFAULT_SIGMA, LowPath, QuantMCUPlan, calibration_feeds, plan_quantmcu,
+                               stage_bitops)
+from quantize.quantmcu import agreement as quantmcu_agreement
 from targets import build as target_build
 from targets import fit
 from targets.bundle import is_bundle_target, write_bundle
@@ -48,7 +51,8 @@ def is_float_model(graph: Graph) -> bool:
 
 def import_int8(model_path: Path, calib: Path | None = None, calib_method: str = DEFAULT_METHOD,
                 input_shape: tuple[int, ...] | None = None, calib_progress=None,
-                pruning: dict | None = None, mixed: dict | None = None) -> tuple[Graph, dict[str, bytes]]:
+                pruning: dict | None = None, mixed: dict | None = None,
+                calib_for_int8: bool = False) -> tuple[Graph, dict[str, bytes]]:
     """The int8 graph to deploy and the TFLite artifacts (file name -> bytes). An int8 TFLite model
     is taken as it is; a float model is pruned (when `pruning` asks), calibrated on `calib`,
     quantized, and written as model_float32/float16/int8.tflite. The graph is read back from
@@ -57,10 +61,11 @@ def import_int8(model_path: Path, calib: Path | None = None, calib_method: str =
     "progress") chooses weight bits per layer (and 4-bit activations) under the budget; the
     TFLite file holds the weights' values as int8 (exact: TFLite Micro computes what the C does,
     unless activations are 4-bit: TFLite cannot clamp to them), the graph carries the bits, and
-    `mixed` gets "bits" (tensor -> bits below 8) and "report"."""
+    `mixed` gets "bits" (tensor -> bits below 8) and "report". calib_for_int8: `calib` is
+    also for a later step (QuantMCU), so an int8 model may come with it."""
     graph = load_model(model_path, input_shape)
     if not is_float_model(graph):
-        if calib is not None:
+        if calib is not None and not calib_for_int8:
             raise UserError(f"{model_path}: already quantized; --calib is for float models")
         if pruning:
             raise UserError(f"{model_path}: already quantized; pruning needs the float model")
@@ -172,23 +177,62 @@ def schedule_for(graph: Graph, board, patch: str = "auto", max_mac_overhead: flo
     return schedule, board.dsp_kernels
 
 
+def with_quantmcu(schedule, dsp: bool, calib: Path, options: dict, float_graph: Graph | None = None):
+    """The schedule with QuantMCU's low path on its patch stage (options: "sigma", "lambda",
+    optional "progress"), planned on the calibration inputs; its report (calibration BitOPs,
+    agreement with int8 and, given the float model, with it); and the calibration inputs."""
+    if schedule.stage is None:
+        raise UserError("--quantmcu works on a patch-based schedule, and this one runs layer by layer "
+                        "(--patch none, or no stage within --max-mac-overhead): name one with --patch NxN@LAYER")
+    graph, stage = schedule.graph, schedule.stage
+    samples = load_calibration(calib, graph)
+    feeds = calibration_feeds(graph, samples)
+    plan, calibration = plan_quantmcu(graph, stage, feeds, options.get("sigma", DEFAULT_SIGMA),
+                                      options.get("lambda", DEFAULT_LAMBDA), options.get("progress"))
+    low = LowPath.build(graph, stage, plan)
+    with dsp_layouts(dsp):
+        rebuilt = build_schedule(graph, stage, True, schedule.stream_input,
+                                 low_tile=low.source_requantize() is not None)
+    rebuilt.quantmcu = low
+    compare_float = float_graph if samples.dtype == np.float32 else None   # int8 samples: no float inputs
+    return rebuilt, {"stage": plan.stage, "outlier_sigma": plan.sigma, "vdqs_lambda": plan.lam,
+                     "input_bounds": list(plan.bounds), "bits": plan.bits,
+                     "patch_stage_bitops": {"calibration": calibration},
+                     "agreement_on_calibration": quantmcu_agreement(low, feeds, compare_float, samples),
+                     "search": plan.search}, feeds
+
+
 def convert(model_path: str | Path, target: str, out_dir: str | Path, io: str = "model",
             prefix: str = "model", patch: str = "auto", max_mac_overhead: float = 0.10,
             stream_input: bool = False, progress=None, calib: str | Path | None = None,
             calib_method: str = DEFAULT_METHOD, input_shape: tuple[int, ...] | None = None, calib_progress=None,
-            pruning: dict | None = None, mixed: dict | None = None) -> dict:
+            pruning: dict | None = None, mixed: dict | None = None, quantmcu: dict | None = None) -> dict:
     """pruning: None, or {"ratio": R | "budget": "macs=N", "importance", "labels", "epochs"}.
-    mixed: None (int8), or {"kind": "weight_fraction" | "bitops", "value": budget} (import_int8)."""
+    mixed: None (int8), or {"kind": "weight_fraction" | "bitops", "value": budget} (import_int8).
+    quantmcu: None, or {"sigma", "lambda"} (with_quantmcu)."""
     model_path, out_dir = Path(model_path), Path(out_dir)
     board = get_target(target)
     if mixed and mixed.get("activations") and is_bundle_target(target):
         raise UserError(f"--mixed-activations: the {target} bundle runs the TFLite model, and TFLite cannot "
                         f"express 4-bit activations; use --quant mixed without it")
+    if quantmcu and is_bundle_target(target):
+        raise UserError(f"--quantmcu: the {target} bundle runs the TFLite model, and TFLite cannot switch "
+                        f"grids per patch; convert for a core (e.g. --target host) and verify with --target {target}")
+    if quantmcu and calib is None:
+        raise UserError("--quantmcu needs calibration inputs to set the outlier bounds and bit widths: "
+                        "--calib FILE (.npy or .npz with key 'x', in the model's input layout)")
     graph, artifacts = import_int8(model_path, calib and Path(calib), calib_method, input_shape, calib_progress,
-                                   pruning, mixed)
+                                   pruning, mixed, calib_for_int8=bool(quantmcu))
     graph = strip_float_io(graph) if io == "int8" else graph
     schedule, dsp = schedule_for(graph, board, patch, max_mac_overhead, stream_input)
+    if quantmcu:
+        source = load_model(model_path, input_shape)
+        schedule, quantmcu_info, calib_feeds = with_quantmcu(schedule, dsp, Path(calib), quantmcu,
+                                                             source if is_float_model(source) and not pruning else None)
     inputs = random_inputs(graph, DEFAULT_TEST_INPUTS)
+    if quantmcu:   # random inputs are all outliers: real ones take the low path too
+        half = DEFAULT_TEST_INPUTS // 2
+        inputs = inputs[:half] + [np.concatenate([f.reshape(-1) for f in feeds]) for feeds in calib_feeds[:half]]
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
@@ -208,11 +252,14 @@ def convert(model_path: str | Path, target: str, out_dir: str | Path, io: str = 
                     "calib": calib and str(calib), "calib_method": calib_method if calib else None,
                     "quant": "mixed" if mixed else "int8",
                     "mixed": {"budget": {mixed["kind"]: mixed["value"]}, "activations": bool(mixed.get("activations")),
-                              "bits": mixed["bits"]} if mixed else None}
+                              "bits": mixed["bits"]} if mixed else None,
+                    "quantmcu": schedule.quantmcu.plan.to_json() if quantmcu else None}
         (tmp / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
         report = build_report(schedule, facts, target, settings)
         if mixed:
             report["precision"]["search"] = mixed["report"]
+        if quantmcu:
+            report["quantmcu"] = quantmcu_info
         if pruning:
             report["pruning"] = pruning["report"]
             settings["pruning"] = {k: v for k, v in pruning.items() if k in ("ratio", "budget", "importance", "epochs")}
@@ -318,6 +365,11 @@ def verify(out_dir: str | Path, target: str | None = None, inputs_path: str | Pa
     # TFLite holds sub-8-bit weights exactly but cannot clamp an activation to 4 bits
     four_bit_activations = any(not t.is_const and t.quant is not None and t.quant.bits < 8
                                for t in graph.tensors.values())
+    low = None
+    if settings.get("quantmcu"):   # the reference runs QuantMCU's two paths patch by patch
+        plan = QuantMCUPlan.from_json(settings["quantmcu"])
+        optimized = optimize(graph)
+        low = LowPath.build(optimized, parse_patch_option(optimized, plan.stage), plan)
     io_in = boundary(graph, graph.inputs)
     c_dir = out_dir / "c"
     if inputs_path is not None:
@@ -332,13 +384,17 @@ def verify(out_dir: str | Path, target: str | None = None, inputs_path: str | Pa
     step(f"running {len(inputs)} inputs on {target}")
     result = target_build.run(target, elf)
     step("comparing with the reference executor")
-    expected = [_output_bytes(run_reference(graph, split_feeds(graph, x))) for x in inputs]
+    if low is None:
+        expected = [_output_bytes(run_reference(graph, split_feeds(graph, x))) for x in inputs]
+    else:
+        runs = [low.run(split_feeds(graph, x)) for x in inputs]
+        expected = [_output_bytes(outputs) for outputs, _ in runs]
     mismatches = [i for i, e in enumerate(expected) if result.outputs.get(i) != e]
     verification = {"inputs": len(inputs), "bit_exact": not mismatches and len(result.outputs) == len(inputs),
                     "mismatched_inputs": mismatches, "reference": "tinydeploy integer reference (numpy)",
                     "instructions_per_inference": result.counts and result.counts.per_inference,
                     "instructions_total": result.counts and result.counts.total}
-    if tflm.available() and not four_bit_activations:
+    if tflm.available() and not four_bit_activations and low is None:
         step("comparing with TensorFlow Lite Micro")
         tflm_bytes = _tflm_outputs(out_dir / MODEL_FILE, graph, settings["io"], inputs)
         tflm_bad = [i for i, e in enumerate(tflm_bytes) if result.outputs.get(i) != e]
@@ -347,11 +403,16 @@ def verify(out_dir: str | Path, target: str | None = None, inputs_path: str | Pa
         verification["reference"] += " + TensorFlow Lite Micro"
     else:
         verification["tflm_bit_exact"] = None
+        verification["tflm_note"] = ("not available" if not tflm.available() else
+                                     "not comparable (TFLite cannot hold 4-bit activations or QuantMCU's per-patch grids)")
     report = report_mod.read(out_dir)
     mem = report["memory"]
     mem.update(fit.measured_memory(board, elf, result.stack_bytes, mem))
     report["target"] = target
     report["verification"] = verification
+    if low is not None:   # TFLite cannot switch grids per patch: compared with the reference only
+        report["quantmcu"]["patch_stage_bitops"]["verified_inputs"] = stage_bitops(
+            low.int8, low.stage, low.plan, [flags for _, flags in runs])
     report["predictions"] = [_prediction(result.outputs.get(i), graph) for i in range(len(inputs))]
     report_mod.write(out_dir, report)
     if board.is_board:

@@ -206,7 +206,7 @@ def ref_quantize(p, x):
         return np.clip(q.astype(np.int64) + p["zero_point"], -128, 127).astype(np.int8)
     y = fp.multiply_by_quantized_multiplier(x.astype(np.int64) - p["input_zero_point"],
                                             p["multiplier"], p["shift"])
-    return np.clip(y + p["zero_point"], -128, 127).astype(np.int8)
+    return np.clip(y + p["zero_point"], *p["act"]).astype(np.int8)
 
 
 def ref_dequantize(p, x):
@@ -235,13 +235,21 @@ def run_reference(graph: Graph, feeds: list[np.ndarray], keep: bool = False) -> 
     for name, feed in zip(graph.inputs, feeds, strict=True):
         t = graph.tensors[name]
         values[name] = np.asarray(feed, dtype=t.dtype).reshape(t.shape)
-    for op in graph.ops:
+    run_ops(graph, values, range(len(graph.ops)))
+    if keep:
+        return values
+    return [values[n] for n in graph.outputs]
+
+
+def run_ops(graph: Graph, values: dict[str, np.ndarray], ops) -> dict[str, np.ndarray]:
+    """Run the ops with indices `ops` (in order) on `values` (tensor name -> array), adding
+    their outputs to it."""
+    for index in ops:
+        op = graph.ops[index]
         args = [values[n] if n in values else graph.tensors[n].data for n in op.inputs]
         if op.kind not in REFERENCE_OPS:
             raise UserError(f"op {op.name}: no reference implementation for '{op.kind}'")
         out = REFERENCE_OPS[op.kind](lower(graph, op), *args)
         t = graph.tensors[op.outputs[0]]
         values[op.outputs[0]] = np.asarray(out).astype(t.dtype).reshape(t.shape)
-    if keep:
-        return values
-    return [values[n] for n in graph.outputs]
+    return values
