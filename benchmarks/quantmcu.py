@@ -48,11 +48,15 @@ FLOAT_ACCURACY = json.loads((REPO / "examples" / "mnist_torch" / "train_metrics.
 
 
 def convert(out: Path, model, calib, extra: list[str]) -> str:
-    args = ["convert", str(model), "--calib", str(calib), *extra, "-o", str(out)]
+    args = ["convert", str(model), *(["--calib", str(calib)] if calib else []), *extra, "-o", str(out)]
     # the CLI of this checkout (as .venv/bin/tinydeploy runs it from the repository root)
     subprocess.run([sys.executable, "-c", "from toolchain.cli import main; main()", *args], cwd=REPO, check=True,
                    stdout=subprocess.DEVNULL)
     return "tinydeploy " + " ".join(args[:-1] + ["DIR"])
+
+
+def quantmcu_dir(work: Path, sigma, lam) -> Path:
+    return work / f"q-{float(sigma):g}-{float(lam):g}"
 
 
 def quantmcu_args(sigma, lam) -> list[str]:
@@ -82,7 +86,7 @@ def mnist_rows(work: Path) -> tuple[list[str], list[str]]:
     int8_bitops = None
     for sigma in SIGMAS:
         for lam in LAMBDAS:
-            out = work / f"q-{sigma}-{lam}"
+            out = quantmcu_dir(work, sigma, lam)
             commands.append(convert(out, MODEL, CALIB, quantmcu_args(sigma, lam)))
             acc, report = accuracy(out, tests, y_test)
             q = report["quantmcu"]
@@ -94,6 +98,7 @@ def mnist_rows(work: Path) -> tuple[list[str], list[str]]:
                         f"| {cal['outlier_patch_fraction']:.1%} / {test['outlier_patch_fraction']:.1%} "
                         f"| {test['mean']:,} | {test['mean'] / test['int8']:.1%} | {test['reduction']:.2f}x "
                         f"| {acc:.1%} | {100 * (acc - int8_acc):+.1f} points | yes |")
+            print(rows[-1], flush=True)
     rows += ["", f"int8 patch-stage BitOPs per inference: {int8_bitops:,} (the stage's executed MACs, patch "
              f"halos recomputed, x 8 x 8)."]
     rows += ["", "| configuration | target | bit-exact (20 test digits) | instructions / inference | vs int8 "
@@ -103,7 +108,7 @@ def mnist_rows(work: Path) -> tuple[list[str], list[str]]:
         base_count = base["verification"]["instructions_per_inference"]
         rows.append(_target_row("int8", target, base, base_count))
         for sigma, lam in EMULATED:
-            report = pipeline.verify(work / f"q-{sigma}-{lam}", target, few)
+            report = pipeline.verify(quantmcu_dir(work, sigma, lam), target, few)
             rows.append(_target_row(f"--quantmcu, sigma {sigma}, lambda {lam}", target, report, base_count))
     return rows, commands
 
@@ -130,7 +135,7 @@ def augmented_photos(name: str, count: int, seed: int) -> np.ndarray:
     return augment(unit, 1.0, count, seed) * (hi - lo) + lo
 
 
-def shared_rows(work: Path) -> tuple[list[str], list[str]]:
+def shared_rows(work: Path, sigma=DEFAULT_SIGMA, lam=DEFAULT_LAMBDA) -> tuple[list[str], list[str]]:
     rows = ["| model | patch stage | low-path bits | outlier patches: calibration / held out "
             "| patch-stage BitOPs per inference, held-out mean | of int8 "
             "| top-1 agreement with the int8 program (held out) | bit-exact: host (held out), cortex-m4 (10 of them) |",
@@ -140,12 +145,12 @@ def shared_rows(work: Path) -> tuple[list[str], list[str]]:
         calib, held = work / f"{name}-calib.npy", work / f"{name}-held.npy"
         np.save(calib, augmented_photos(name, 64, seed=1).astype(np.float32))
         int8_dir, out = work / f"{name}-int8", work / name
-        convert(int8_dir, INT8_MODELS[name], calib, ["--io", io])
+        convert(int8_dir, INT8_MODELS[name], None, ["--io", io])
         graph = pipeline.prepare_graph(int8_dir / pipeline.MODEL_FILE, io)
         held_out = augmented_photos(name, 100, seed=2)
         np.save(held, np.stack([to_model_input(graph, x) for x in held_out]))
         np.save(work / "ten.npy", np.load(held)[:10])
-        commands.append(convert(out, INT8_MODELS[name], calib, ["--io", io, "--quantmcu"])
+        commands.append(convert(out, INT8_MODELS[name], calib, ["--io", io, *quantmcu_args(sigma, lam)])
                         .replace(str(calib), "CALIB.npy"))
         int8_top = np.array(pipeline.verify(int8_dir, "host", held)["predictions"])
         report = pipeline.verify(out, "host", held)
@@ -158,6 +163,7 @@ def shared_rows(work: Path) -> tuple[list[str], list[str]]:
                     f"| {cal['outlier_patch_fraction']:.1%} / {test['outlier_patch_fraction']:.1%} "
                     f"| {test['mean']:,} | {test['mean'] / test['int8']:.1%} | {agree:.0%} of {len(int8_top)} "
                     f"| {'yes' if report['verification']['bit_exact'] else 'NO'}, {'yes' if m4 else 'NO'} |")
+        print(rows[-1], flush=True)
     return rows, commands
 
 

@@ -4,10 +4,12 @@ VDPC, value-driven patch classification: at run time each patch's input region (
 stage input its receptive field covers) is checked against bounds taken from calibration, the
 mean +- `sigma` standard deviations of the stage input's real values. A patch with a value
 outside them (an outlier patch) runs the stage as int8. Any other patch runs the low path: its
-input region is requantized onto a grid that spans exactly those bounds (nothing clips) and the
-stage's feature maps have the bit widths VDQS chose, held in int8 storage and clamped to their
-width (the int8 kernels and the reference stay exact); the last stage op writes the stage output
-on its int8 grid, so the layer-by-layer rest of the network cannot tell the paths apart.
+input region is requantized onto a low-bit grid and the stage's feature maps have the bit widths
+VDQS chose, held in int8 storage and clamped to their width (the int8 kernels and the reference
+stay exact); the last stage op writes the stage output on its int8 grid, so the layer-by-layer
+rest of the network cannot tell the paths apart. Each low-bit grid is the range of least squared
+error at its width (quantize.ranges, mse) over the map's values on the non-outlier calibration
+patches only: the outliers no longer stretch it.
 
 VDQS, value-driven quantization search: feature map by feature map in dataflow order (the stage
 input, then each stage op's output but the last), each candidate width b gets the score
@@ -16,7 +18,6 @@ Phi: BitOPs the consumer op saves at b bits, over the largest saving any map can
 stage; Omega: the relative entropy drop of the map's values on the non-outlier calibration
 patches, (H8 - Hb) / H8, measured on the low path with the widths chosen so far (entropy stands
 in for accuracy: no training, no labels). The width with the highest score is kept (8 scores 0).
-A map's low-path grid spans its values on the non-outlier calibration patches.
 
 Patching recomputes and every patch runs one path, so the low path over a patch equals the low
 path over the whole tensor cut to that patch: the reference runs both paths over the whole
@@ -321,10 +322,10 @@ def plan_quantmcu(graph: Graph, stage, samples: list[list[np.ndarray]], sigma: f
     for k, name in enumerate(maps):
         record = {"map": name, "consumer_op": consumer[name]}
         if name in follows or name in keeps_int8:
-            source = follows.get(name)
-            draft.bits[name] = draft.bits[source] if source else 8
-            draft.grids[name] = draft.grids[source] if source else _grid_of(graph, name)
-            record["grid_of"] = source or "the stage output (int8)"
+            leader = follows.get(name)
+            draft.bits[name] = draft.bits[leader] if leader else 8
+            draft.grids[name] = draft.grids[leader] if leader else _grid_of(graph, name)
+            record["grid_of"] = leader or "the stage output (int8)"
             draft.search.append(record)
             continue
         t = graph.tensors[name]

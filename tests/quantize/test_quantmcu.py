@@ -148,3 +148,20 @@ def test_quantmcu_on_an_int8_model_needs_calibration(tmp_path):
     result = CliRunner().invoke(main, ["convert", str(model), "--quantmcu", "-o", str(tmp_path / "o")])
     assert result.exit_code == 2 and "--quantmcu needs calibration inputs" in result.output
     assert not (tmp_path / "o").exists()
+
+
+def test_a_pool_ending_the_stage_keeps_its_input_on_the_int8_grid(tmp_path):
+    """The int8 demo model's stage 3x3@1 is conv -> max pool: TFLite's pool keeps its input's grid,
+    so the conv's output stays int8 on the low path while the stage input is lowered."""
+    demo = REPO / "examples" / "mnist"
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(main, ["convert", str(demo / "mnist_cnn_int8.tflite"), "--patch", "3x3@1",
+                                       "--quantmcu", "--vdqs-lambda", "0", "--calib", str(demo / "digits_int8.npy"),
+                                       "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    search = json.loads((out / "report.json").read_text())["quantmcu"]["search"]
+    assert search[0]["bits"] == min(CANDIDATE_BITS)
+    assert search[1]["grid_of"] == "the stage output (int8)"
+    report = pipeline.verify(out, "host")
+    assert report["verification"]["bit_exact"]
+    assert report["quantmcu"]["patch_stage_bitops"]["verified_inputs"]["low_path_patches"] > 0
