@@ -6,11 +6,12 @@ can compare layers of different widths and weight scales.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
-from toolchain.float_reference import run_float
 from toolchain.ir import Graph
 
 from .groups import ChannelGroups
+from .torch_graph import GraphModule
 
 
 def _normalise(scores: np.ndarray) -> np.ndarray:
@@ -35,16 +36,18 @@ def magnitude(graph: Graph, groups: ChannelGroups, p: int = 1) -> dict[int, np.n
     return scores
 
 
-def activation(graph: Graph, groups: ChannelGroups, calib: np.ndarray) -> dict[int, np.ndarray]:
-    """Mean |activation| of each channel at the producers' outputs over the calibration inputs."""
+def activation(graph: Graph, groups: ChannelGroups, calib: np.ndarray, batch: int = 64) -> dict[int, np.ndarray]:
+    """Mean |activation| of each channel at the producers' outputs over the calibration inputs
+    (run in batches by the torch executor: the float reference runs one sample at a time)."""
+    module = GraphModule(graph).eval()
+    x = torch.tensor(calib, dtype=torch.float32).reshape((-1,) + graph.tensors[graph.inputs[0]].shape[1:])
+    taps = [(s.id, graph.ops[index].outputs[0]) for s in groups.prunable() for index in s.producers]
     sums = {s.id: np.zeros(s.size) for s in groups.prunable()}
-    for x in calib:
-        values = run_float(graph, [x[None] if x.ndim == len(graph.tensors[graph.inputs[0]].shape) - 1 else x],
-                           keep=True)
-        for space in groups.prunable():
-            for index in space.producers:
-                out = values[graph.ops[index].outputs[0]]
-                sums[space.id] += np.abs(out.reshape(-1, out.shape[-1])).mean(axis=0)
+    with torch.no_grad():
+        for start in range(0, len(x), batch):
+            outs = module(x[start:start + batch], [name for _, name in taps])
+            for (sid, _), out in zip(taps, outs):
+                sums[sid] += out.abs().reshape(len(out), -1, out.shape[-1]).mean(dim=1).sum(dim=0).double().numpy()
     return {sid: _normalise(total) for sid, total in sums.items()}
 
 

@@ -8,6 +8,8 @@ from benchmarks.shared_models import MODELS
 from prune import prune_model
 from prune.apply import prune_graph
 from prune.groups import channel_groups
+from prune.importance import activation
+from prune.recover import recover
 from prune.select import graph_macs
 from prune.torch_graph import GraphModule
 from toolchain.float_reference import run_float
@@ -176,3 +178,46 @@ def test_recovery_by_distillation_reduces_the_gap():
     tuned, _ = prune_model(graph, ratio=0.5, calib=x, epochs=60)
     err = lambda g: np.mean((np.concatenate([run_float(g, [xi[None]])[0] for xi in x]) - teacher) ** 2)
     assert err(tuned) < err(raw) / 2
+
+
+def outputs(graph, x):
+    return np.concatenate([run_float(graph, [xi[None]])[0] for xi in x])
+
+
+def test_activation_importance_is_the_mean_absolute_activation_of_each_channel():
+    graph = residual_graph()
+    groups = channel_groups(graph)
+    x = RNG.normal(size=(5, 8, 8, 3)).astype(np.float32)
+    values = [run_float(graph, [xi[None]], keep=True) for xi in x]
+    scores = activation(graph, groups, x, batch=2)
+    for space in groups.prunable():
+        mean = sum(np.abs(v[graph.ops[i].outputs[0]]).mean(axis=(0, 1, 2)) for v in values for i in space.producers)
+        np.testing.assert_allclose(scores[space.id], mean / mean.mean(), rtol=1e-5)
+
+
+def test_recovery_keeps_its_best_state_on_held_out_samples():
+    """A run that only makes things worse (a learning rate that diverges) hands back the model it
+    started from: recovery never ends worse than pruning left it on the held-out samples."""
+    graph = residual_graph()
+    x = RNG.normal(size=(40, 8, 8, 3)).astype(np.float32)
+    pruned, _ = prune_model(graph, ratio=0.5, calib=x, epochs=0)
+    diverged = recover(pruned, graph, x, epochs=3, lr=1e3)
+    np.testing.assert_array_equal(outputs(diverged, x), outputs(pruned, x))
+
+
+def test_recovery_does_not_depend_on_how_folding_scaled_the_weights():
+    """Inputs x255 and the first layer's weights /255 compute the same function (what folding
+    batch norm into a model reading raw pixels leaves): recovery must train both alike."""
+    graph = load_model(MODELS / "tflm" / "hello_world_float.tflite")
+    x = np.linspace(0, 2 * np.pi, 128, dtype=np.float32).reshape(-1, 1)
+    pruned, _ = prune_model(graph, ratio=0.5, calib=x, epochs=0)
+
+    def rescaled(g):
+        w = g.ops[0].inputs[1]
+        tensors = dict(g.tensors, **{w: replace(g.tensors[w], data=g.tensors[w].data / 255)})
+        return replace(g, tensors=tensors, ops=list(g.ops))
+
+    plain = recover(pruned, graph, x, epochs=10)
+    scaled = recover(rescaled(pruned), rescaled(graph), x * 255, epochs=10)
+    assert not np.allclose(outputs(plain, x), outputs(pruned, x), atol=1e-3)   # training moved it
+    np.testing.assert_allclose(outputs(scaled, x * 255), outputs(plain, x), rtol=1e-3, atol=1e-4)
