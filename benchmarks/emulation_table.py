@@ -23,7 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.shared_models import INT8_MODELS  # noqa: E402
 from targets import build  # noqa: E402
 from targets.registry import BOARDS, CORES  # noqa: E402
-from toolchain import pipeline  # noqa: E402
+from toolchain.driver import pipeline  # noqa: E402
+from toolchain.driver.options import ConvertOptions, TargetOptions  # noqa: E402
+from toolchain.driver.manifest import MODEL_FILE  # noqa: E402
+from toolchain.driver.verify import verify  # noqa: E402
 from toolchain.errors import UserError  # noqa: E402
 
 INPUTS = 10
@@ -33,15 +36,15 @@ EMULATED = [t.name for t in CORES if t.emulator]
 
 def convert_model(name: str, work: Path) -> tuple[Path, Path]:
     out = work / name
-    pipeline.convert(INT8_MODELS[name], "host", out)
-    graph = pipeline.prepare_graph(out / pipeline.MODEL_FILE, "model")
+    pipeline.convert(INT8_MODELS[name], out)
+    graph = pipeline.prepare_graph(out / MODEL_FILE, "model")
     inputs = work / f"{name}-inputs.npy"
     np.save(inputs, np.stack(pipeline.random_inputs(graph, INPUTS, seed=3)))
     return out, inputs
 
 
 def measure(out: Path, inputs: Path, target: str, repeat_check: bool) -> dict:
-    report = pipeline.verify(out, target, inputs)
+    report = verify(out, target, inputs)
     v, mem = report["verification"], report["memory"]
     second = build.run(target, out / "build" / target / "model.elf").counts
     row = {"exact": v["bit_exact"], "tflm": v["tflm_bit_exact"], "per": v["instructions_per_inference"],
@@ -49,7 +52,7 @@ def measure(out: Path, inputs: Path, target: str, repeat_check: bool) -> dict:
            "flash": mem["flash_bytes"], "static": mem["static_ram_bytes"], "stack": mem["stack_bytes"],
            "peak": mem["peak_sram_bytes"], "ratio": None}
     if repeat_check:
-        repeated = pipeline.verify(out, target, extra_cflags=f"-DMODEL_BENCH_REPEAT={REPEAT}")["verification"]
+        repeated = verify(out, target, extra_cflags=f"-DMODEL_BENCH_REPEAT={REPEAT}")["verification"]
         added = repeated["instructions_total"] - v["instructions_total"]
         row["ratio"] = added / ((REPEAT - 1) * v["inputs"] * v["instructions_per_inference"])
         row["exact"] = row["exact"] and repeated["bit_exact"]
@@ -59,11 +62,11 @@ def measure(out: Path, inputs: Path, target: str, repeat_check: bool) -> dict:
 def board_row(name: str, board, work: Path, inputs: Path) -> str:
     out = work / f"{name}-{board.name}"
     try:
-        pipeline.convert(INT8_MODELS[name], board.name, out)
+        pipeline.convert(INT8_MODELS[name], out, ConvertOptions(TargetOptions(board.name)))
     except UserError as exc:
         return f"| {name} | {board.name} | refused at convert: {exc} |"
     try:
-        report = pipeline.verify(out, board.name, inputs)
+        report = verify(out, board.name, inputs)
     except UserError as exc:
         return f"| {name} | {board.name} | failed at verify: {exc} |"
     mem, v = report["memory"], report["verification"]

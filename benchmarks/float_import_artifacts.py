@@ -28,11 +28,14 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType  # noqa: E402
 
 from benchmarks.float_import_ptq import augment, shared_photos  # noqa: E402
 from benchmarks.shared_models import MODELS  # noqa: E402
-from toolchain import pipeline  # noqa: E402
+from toolchain.driver import pipeline  # noqa: E402
+from toolchain.driver.options import ConvertOptions  # noqa: E402
+from toolchain.driver.manifest import MODEL_FILE  # noqa: E402
+from toolchain.driver.verify import verify  # noqa: E402
 from toolchain.float_reference import run_float  # noqa: E402
 from toolchain.importers.tflite import import_tflite  # noqa: E402
-from toolchain.lowering import lower  # noqa: E402
-from toolchain.reference import REFERENCE_OPS, run_reference  # noqa: E402
+from toolchain.ops import lower, op_def  # noqa: E402
+from toolchain.reference import run_reference  # noqa: E402
 
 EXAMPLE = REPO / "examples" / "mnist_torch"
 
@@ -72,7 +75,7 @@ def op_differences(graph, interpreter, feeds) -> dict[str, list]:
                 continue
             args = [interpreter.get_tensor(index[n]) if not graph.tensors[n].is_const else graph.tensors[n].data
                     for n in op.inputs]
-            ours = np.asarray(REFERENCE_OPS[op.kind](lower(graph, op), *args)).reshape(-1).astype(np.int64)
+            ours = np.asarray(op_def(op.kind).reference(lower(graph, op), *args)).reshape(-1).astype(np.int64)
             theirs = interpreter.get_tensor(index[op.outputs[0]]).reshape(-1).astype(np.int64)
             entry = found.setdefault(op.kind, [0, 0, 0])
             entry[0] += ours.size
@@ -83,13 +86,13 @@ def op_differences(graph, interpreter, feeds) -> dict[str, list]:
 
 def measure(name: str, model: Path, calib: Path, real: np.ndarray, work: Path) -> dict:
     out = work / name
-    pipeline.convert(model, "host", out, calib=calib)
-    graph = pipeline.prepare_graph(out / pipeline.MODEL_FILE, "model")
+    pipeline.convert(model, out, ConvertOptions(calib=calib))
+    graph = pipeline.prepare_graph(out / MODEL_FILE, "model")
     shape = graph.tensors[graph.inputs[0]].shape
     inputs = pipeline.random_inputs(graph, 20, seed=5) + [r.reshape(-1).astype(np.float32) for r in real]
     np.save(work / "inputs.npy", np.stack(inputs))
-    v = pipeline.verify(out, "host", work / "inputs.npy")["verification"]
-    int8 = (out / pipeline.MODEL_FILE).read_bytes()
+    v = verify(out, "host", work / "inputs.npy")["verification"]
+    int8 = (out / MODEL_FILE).read_bytes()
     feeds = [x.reshape(shape) for x in inputs]
     ref = litert(int8, OpResolverType.BUILTIN_REF)
     same = 0

@@ -25,6 +25,9 @@ file; report.json; other = tflite/, bundle/, report.html, harness inputs; conver
 code, stdout and stderr) and the seconds then and now. It exits 1 when any part but convert.json
 differs (--strict-manifest: that too) or a case is missing. --only GLOB picks cases by id
 (model/target/mode), --jobs N runs N at once, --diff shows the first lines that differ.
+--renames FILE (lines "OLD NEW": C identifiers renamed on purpose, e.g. a helper given a clear
+name) compares each recorded text file with the renames applied to it, word by word: a part then
+counts as identical when the only differences are exactly those renames.
 """
 from __future__ import annotations
 
@@ -325,13 +328,35 @@ def record(snap: Path, tool: Path, only: list[str] | None, jobs: int) -> int:
     return 0
 
 
-def compare(snap: Path, case: Case, then: dict, now: dict) -> dict[str, list[str]]:
+def read_renames(path: Path | None) -> list[tuple[re.Pattern, str]]:
+    if path is None:
+        return []
+    pairs = [line.split() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    return [(re.compile(rf"\b{re.escape(old)}\b"), new) for old, new in pairs]
+
+
+def renamed(snap: Path, digest: str | None, renames) -> str | None:
+    """The digest of a recorded text file with the renames applied."""
+    if digest is None or not renames:
+        return digest
+    data = get_blob(snap, digest)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return digest
+    for pattern, new in renames:
+        text = pattern.sub(new, text)
+    return sha(text.encode("utf-8"))
+
+
+def compare(snap: Path, case: Case, then: dict, now: dict, renames=()) -> dict[str, list[str]]:
     """part -> files (or 'exit/stdout/stderr') that differ."""
     differ: dict[str, list[str]] = {p: [] for p in PARTS}
     if then["cli"] != now["cli"]:
         differ["cli"].append("exit/stdout/stderr")
     for rel in sorted(set(then["files"]) | set(now["files"])):
-        if then["files"].get(rel) != now["files"].get(rel):
+        old = then["files"].get(rel)
+        if old != now["files"].get(rel) and renamed(snap, old, renames) != now["files"].get(rel):
             differ[part_of(rel)].append(rel)
     return differ
 
@@ -344,7 +369,8 @@ def first_difference(snap: Path, digest_then: str | None, data_now: bytes | None
     return "\n".join(lines[:limit])
 
 
-def check(snap: Path, tool: Path, only: list[str] | None, jobs: int, strict_manifest: bool, show_diff: bool) -> int:
+def check(snap: Path, tool: Path, only: list[str] | None, jobs: int, strict_manifest: bool, show_diff: bool,
+          renames=()) -> int:
     meta = json.loads((snap / "matrix.json").read_text())
     cases = selected([Case(**c) for c in meta["cases"]], only)
     todo = [c for c in cases if c.skip is None]
@@ -363,7 +389,7 @@ def check(snap: Path, tool: Path, only: list[str] | None, jobs: int, strict_mani
                 return
             then = json.loads(path.read_text())
             now = summary(result, sha)
-            differ = compare(snap, case, then, now)
+            differ = compare(snap, case, then, now, renames)
             rows[case.id] = (case, then, result, differ)
             bad = any(differ[p] for p in strict)
             if bad:
@@ -421,6 +447,7 @@ def main() -> int:
     ap.add_argument("--tool", type=Path, default=REPO / ".venv" / "bin" / "tinydeploy")
     ap.add_argument("--strict-manifest", action="store_true", help="convert.json must be identical too")
     ap.add_argument("--diff", action="store_true", help="show the first lines of each differing file")
+    ap.add_argument("--renames", type=Path, default=None, help="lines 'OLD NEW': identifiers renamed on purpose")
     args = ap.parse_args()
     if args.list:
         for case in selected(matrix(), args.only):
@@ -428,7 +455,8 @@ def main() -> int:
         return 0
     if args.record:
         return record(args.record.resolve(), args.tool, args.only, args.jobs)
-    return check(args.check.resolve(), args.tool, args.only, args.jobs, args.strict_manifest, args.diff)
+    return check(args.check.resolve(), args.tool, args.only, args.jobs, args.strict_manifest, args.diff,
+                 read_renames(args.renames))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.shared_models import INT8_MODELS, class_names, real_float_inputs, to_model_input  # noqa: E402
-from toolchain import pipeline, tflm  # noqa: E402
+from toolchain import tflm  # noqa: E402
+from toolchain.driver import pipeline  # noqa: E402
+from toolchain.driver.options import ConvertOptions, PatchOptions, TargetOptions  # noqa: E402
+from toolchain.driver.manifest import MODEL_FILE  # noqa: E402
+from toolchain.driver.verify import verify  # noqa: E402
 
 CASES = [("vww_96_int8", "model"), ("resnet8_int8", "model"), ("mcunet_vww1_int8", "model"),
          ("mcunet_vww1_int8", "int8"), ("hello_world_int8", "model")]
@@ -25,12 +29,12 @@ CASES = [("vww_96_int8", "model"), ("resnet8_int8", "model"), ("mcunet_vww1_int8
 
 def run_case(name, io, work: Path, patch: str):
     out = work / f"{name}-{io}"
-    pipeline.convert(INT8_MODELS[name], "host", out, io=io, patch=patch)
-    graph = pipeline.prepare_graph(out / pipeline.MODEL_FILE, io)
+    pipeline.convert(INT8_MODELS[name], out, ConvertOptions(TargetOptions(io=io), PatchOptions(patch)))
+    graph = pipeline.prepare_graph(out / MODEL_FILE, io)
     real = real_float_inputs(name)
     inputs = pipeline.random_inputs(graph, 20, seed=11) + [to_model_input(graph, img).reshape(-1) for _, img in real]
     np.save(work / "inputs.npy", np.stack(inputs))
-    report = pipeline.verify(out, "host", work / "inputs.npy")
+    report = verify(out, "host", work / "inputs.npy")
     classes = class_names(name)
     preds = report["predictions"][20:]
     labelled = [f"{label}: {classes[p] if classes else p}" for (label, _), p in zip(real, preds)]

@@ -27,8 +27,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "examples" / "mnist_torch")]
 
 from data import load_split  # noqa: E402
-from toolchain import pipeline  # noqa: E402
-from toolchain import report as report_mod  # noqa: E402
+from toolchain.driver import pipeline  # noqa: E402
+from toolchain.driver.verify import verify  # noqa: E402
+from toolchain.driver import report as report_mod  # noqa: E402
 
 MODEL = "examples/mnist_torch/mnist_mbv2.pt"
 CALIB = "examples/mnist_torch/calib.npz"
@@ -44,7 +45,7 @@ PORTABLE = "-DTDK_PORTABLE_KERNELS"
 def convert(out: Path, extra: list[str]) -> tuple[str, dict]:
     args = ["convert", MODEL, "--calib", CALIB, *extra, "-o", str(out)]
     # the CLI of this checkout (as .venv/bin/tinydeploy runs it from the repository root)
-    subprocess.run([sys.executable, "-c", "from toolchain.cli import main; main()", *args], cwd=REPO, check=True,
+    subprocess.run([sys.executable, "-c", "from toolchain.driver.cli import main; main()", *args], cwd=REPO, check=True,
                    stdout=subprocess.DEVNULL)
     return "tinydeploy " + " ".join(args[:-1] + ["DIR"]), report_mod.read(out)
 
@@ -62,13 +63,13 @@ def accuracy_rows(work: Path) -> list[str]:
         out = work / f"config-{k}"
         command, report = convert(out, extra)
         commands.append(command)
-        verified = pipeline.verify(out, "host", tests)
+        verified = verify(out, "host", tests)
         acc = float((np.array(verified["predictions"]) == y_test).mean())
         int8_acc = acc if int8_acc is None else int8_acc
         p, v = report["precision"], verified["verification"]
         bits = "/".join(str(r["weight_bits"]) + ("" if r["activation_bits"] == 8 else f"(a{r['activation_bits']})")
                         for r in p["layers"])
-        cross = [pipeline.verify(out, target)["verification"] for target in TARGETS]
+        cross = [verify(out, target)["verification"] for target in TARGETS]
         s = p["patch_stage"]
         stage = f"{s['bitops'] / 1e6:.2f} M ({s['int8_bitops'] / s['bitops']:.2f}x)" if s else "-"
         rows.append(f"| {label} | {bits} | {p['weight_bytes']:,} of {p['int8_weight_bytes']:,} "
@@ -92,7 +93,7 @@ def target_rows(work: Path) -> list[str]:
         commands.append(command)
         for target in TARGETS:
             for cflags in ("", PORTABLE):
-                r = pipeline.verify(out, target, extra_cflags=cflags)
+                r = verify(out, target, extra_cflags=cflags)
                 m, v = r["memory"], r["verification"]
                 counts[(k, target, cflags)] = v["instructions_per_inference"]
                 rows.append(f"| {label} | {target} | {'portable' if cflags else 'optimized'} | {v['bit_exact']} "

@@ -14,17 +14,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.emulation_table import source_version  # noqa: E402
 from benchmarks.shared_models import INT8_MODELS, TFLM_ARENA_BYTES  # noqa: E402
-from toolchain import pipeline  # noqa: E402
+from toolchain.driver import pipeline  # noqa: E402
+from toolchain.driver.options import ConvertOptions, PatchOptions, TargetOptions  # noqa: E402
+from toolchain.driver.verify import verify  # noqa: E402
 
 CASES = [("vww_96_int8", "model"), ("mcunet_vww1_int8", "int8"), ("resnet8_int8", "model"),
          ("hello_world_int8", "model")]
 TINYENGINE = {"mcunet_vww1_int8": "62,352 (2x2 patches, hand-picked)"}
 
 
-def measure(name, io, target, work, **options):
-    out = work / f"{name}-{io}-{'-'.join(f'{k}{v}' for k, v in options.items())}"
-    pipeline.convert(INT8_MODELS[name], target, out, io=io, **options)
-    return pipeline.verify(out, target)
+def measure(name, io, target, work, patch=PatchOptions()):
+    out = work / f"{name}-{io}-{patch.schedule}{'-streamed' if patch.stream_input else ''}"
+    pipeline.convert(INT8_MODELS[name], out, ConvertOptions(TargetOptions(target, io), patch))
+    return verify(out, target)
 
 
 def main() -> None:
@@ -38,10 +40,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for name, io in CASES:
-            plain = measure(name, io, args.target, work, patch="none")
+            plain = measure(name, io, args.target, work, PatchOptions("none"))
             auto = measure(name, io, args.target, work)
             try:
-                streamed = measure(name, io, args.target, work, stream_input=True)
+                streamed = measure(name, io, args.target, work, PatchOptions(stream_input=True))
                 streamed_peak = f"{streamed['memory']['peak_sram_bytes']:,} ({streamed['plan']['patch']})"
                 exact = streamed["verification"]["bit_exact"]
             except Exception as exc:  # no stage can start at the input (e.g. fully connected)

@@ -20,8 +20,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.shared_models import INT8_MODELS  # noqa: E402
 from patch_inference.schedule import candidate_stages, make_stage, stage_executed_macs  # noqa: E402
-from toolchain import pipeline  # noqa: E402
-from toolchain.analysis import op_macs  # noqa: E402
+from toolchain.driver import pipeline  # noqa: E402
+from toolchain.driver.options import ConvertOptions, PatchOptions, TargetOptions  # noqa: E402
+from toolchain.driver.manifest import MODEL_FILE  # noqa: E402
+from toolchain.driver.verify import verify  # noqa: E402
+from toolchain.ops import macs as op_macs  # noqa: E402
 from toolchain.importers import load_model  # noqa: E402
 from toolchain.passes import strip_float_io  # noqa: E402
 
@@ -44,10 +47,10 @@ def searched_configs(name: str, io: str, max_mac_overhead: float = 0.10) -> list
 
 def check(name: str, io: str, patch: str, target: str, work: Path) -> bool:
     out = work / f"{name}-{patch}"
-    pipeline.convert(INT8_MODELS[name], target, out, io=io, patch=patch)
-    graph = pipeline.prepare_graph(out / pipeline.MODEL_FILE, io)
+    pipeline.convert(INT8_MODELS[name], out, ConvertOptions(TargetOptions(target, io=io), PatchOptions(patch)))
+    graph = pipeline.prepare_graph(out / MODEL_FILE, io)
     np.save(work / "x.npy", np.stack(pipeline.random_inputs(graph, 2, seed=3)))
-    return pipeline.verify(out, target, work / "x.npy")["verification"]["bit_exact"]
+    return verify(out, target, work / "x.npy")["verification"]["bit_exact"]
 
 
 def main() -> None:

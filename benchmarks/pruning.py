@@ -30,7 +30,9 @@ from benchmarks.float_import_ptq import augment, shared_photos  # noqa: E402
 from benchmarks.shared_models import MODELS  # noqa: E402
 from data import load_split  # noqa: E402
 from prune import prune_model  # noqa: E402
-from toolchain import pipeline  # noqa: E402
+from toolchain.driver import pipeline  # noqa: E402
+from toolchain.driver.options import ConvertOptions, PruneOptions  # noqa: E402
+from toolchain.driver.verify import verify  # noqa: E402
 from toolchain.float_reference import run_float  # noqa: E402
 from toolchain.importers import load_model  # noqa: E402
 
@@ -50,9 +52,9 @@ def mnist_rows(work: Path, target: str | None) -> list[str]:
     targets = []
     for ratio in (None, 0.5, 0.7):
         out = work / f"mnist-{ratio}"
-        pruning = {"ratio": ratio, "importance": "activation", "epochs": 60} if ratio else None
-        report = pipeline.convert(MNIST, "host", out, calib=calib, pruning=pruning)
-        verified = pipeline.verify(out, "host", tests)
+        prune = PruneOptions(ratio, importance="activation", epochs=60) if ratio else None
+        report = pipeline.convert(MNIST, out, ConvertOptions(prune=prune, calib=calib))
+        verified = verify(out, "host", tests)
         acc = float((np.array(verified["predictions"]) == y_test).mean())
         p = report.get("pruning")
         macs = f"{p['macs'][1]:,} ({p['macs'][1] / p['macs'][0] - 1:+.0%})" if p else f"{report['compute']['macs']:,}"
@@ -66,7 +68,7 @@ def mnist_rows(work: Path, target: str | None) -> list[str]:
         rows += ["", f"| MNIST on {target} | flash | peak SRAM | instructions / inference | bit-exact |",
                  "|---|---|---|---|---|"]
         for ratio, out in targets:
-            r = pipeline.verify(out, target, tests.parent / "few.npy" if (tests.parent / "few.npy").exists()
+            r = verify(out, target, tests.parent / "few.npy" if (tests.parent / "few.npy").exists()
                                 else _few(tests))
             m, v = r["memory"], r["verification"]
             rows.append(f"| {'unpruned' if ratio is None else f'--prune {ratio}'} | {m['flash_bytes']:,} "
@@ -91,8 +93,9 @@ def keras_rows() -> list[str]:
         photos, top = shared_photos("resnet8" if name == "resnet8" else "vww")
         calib, held_out = augment(photos, top, 300, seed=1), augment(photos, top, 200, seed=2)
         reference = top1(graph, held_out)
-        raw, info = prune_model(graph, ratio=0.4, importance="activation", calib=calib, epochs=0)
-        tuned, _ = prune_model(graph, ratio=0.4, importance="activation", calib=calib, epochs=60)
+        raw = prune_model(graph, ratio=0.4, importance="activation", calib=calib, epochs=0)
+        info, raw = raw.report, raw.graph
+        tuned = prune_model(graph, ratio=0.4, importance="activation", calib=calib, epochs=60).graph
         rows.append(f"| {name}.h5 | {info['macs'][0]:,} | {info['macs'][1]:,} ({info['macs'][1] / info['macs'][0] - 1:+.0%}) "
                     f"| {np.mean(top1(raw, held_out) == reference):.1%} | {np.mean(top1(tuned, held_out) == reference):.1%} |")
     return rows

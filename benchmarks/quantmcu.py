@@ -35,8 +35,10 @@ from benchmarks.float_import_ptq import augment, shared_photos  # noqa: E402
 from benchmarks.shared_models import INT8_MODELS, real_float_inputs, to_model_input  # noqa: E402
 from data import load_split  # noqa: E402
 from quantize.quantmcu import DEFAULT_LAMBDA, DEFAULT_SIGMA  # noqa: E402
-from toolchain import pipeline  # noqa: E402
-from toolchain import report as report_mod  # noqa: E402
+from toolchain.driver import pipeline  # noqa: E402
+from toolchain.driver.manifest import MODEL_FILE  # noqa: E402
+from toolchain.driver.verify import verify  # noqa: E402
+from toolchain.driver import report as report_mod  # noqa: E402
 
 MODEL = "examples/mnist_torch/mnist_mbv2.onnx"
 CALIB = "examples/mnist_torch/calib.npz"
@@ -50,7 +52,7 @@ FLOAT_ACCURACY = json.loads((REPO / "examples" / "mnist_torch" / "train_metrics.
 def convert(out: Path, model, calib, extra: list[str]) -> str:
     args = ["convert", str(model), *(["--calib", str(calib)] if calib else []), *extra, "-o", str(out)]
     # the CLI of this checkout (as .venv/bin/tinydeploy runs it from the repository root)
-    subprocess.run([sys.executable, "-c", "from toolchain.cli import main; main()", *args], cwd=REPO, check=True,
+    subprocess.run([sys.executable, "-c", "from toolchain.driver.cli import main; main()", *args], cwd=REPO, check=True,
                    stdout=subprocess.DEVNULL)
     return "tinydeploy " + " ".join(args[:-1] + ["DIR"])
 
@@ -64,7 +66,7 @@ def quantmcu_args(sigma, lam) -> list[str]:
 
 
 def accuracy(out: Path, tests: Path, labels: np.ndarray) -> tuple[float, dict]:
-    report = pipeline.verify(out, "host", tests)
+    report = verify(out, "host", tests)
     assert report["verification"]["bit_exact"], out
     return float(np.mean(np.array(report["predictions"]) == labels)), report
 
@@ -104,11 +106,11 @@ def mnist_rows(work: Path) -> tuple[list[str], list[str]]:
     rows += ["", "| configuration | target | bit-exact (20 test digits) | instructions / inference | vs int8 "
              "| flash | peak SRAM |", "|---|---|---|---|---|---|---|"]
     for target in TARGETS:
-        base = pipeline.verify(int8_dir, target, few)
+        base = verify(int8_dir, target, few)
         base_count = base["verification"]["instructions_per_inference"]
         rows.append(_target_row("int8", target, base, base_count))
         for sigma, lam in EMULATED:
-            report = pipeline.verify(quantmcu_dir(work, sigma, lam), target, few)
+            report = verify(quantmcu_dir(work, sigma, lam), target, few)
             rows.append(_target_row(f"--quantmcu, sigma {sigma}, lambda {lam}", target, report, base_count))
     return rows, commands
 
@@ -146,18 +148,18 @@ def shared_rows(work: Path, sigma=DEFAULT_SIGMA, lam=DEFAULT_LAMBDA) -> tuple[li
         np.save(calib, augmented_photos(name, 64, seed=1).astype(np.float32))
         int8_dir, out = work / f"{name}-int8", work / name
         convert(int8_dir, INT8_MODELS[name], None, ["--io", io])
-        graph = pipeline.prepare_graph(int8_dir / pipeline.MODEL_FILE, io)
+        graph = pipeline.prepare_graph(int8_dir / MODEL_FILE, io)
         held_out = augmented_photos(name, 100, seed=2)
         np.save(held, np.stack([to_model_input(graph, x) for x in held_out]))
         np.save(work / "ten.npy", np.load(held)[:10])
         commands.append(convert(out, INT8_MODELS[name], calib, ["--io", io, *quantmcu_args(sigma, lam)])
                         .replace(str(calib), "CALIB.npy"))
-        int8_top = np.array(pipeline.verify(int8_dir, "host", held)["predictions"])
-        report = pipeline.verify(out, "host", held)
+        int8_top = np.array(verify(int8_dir, "host", held)["predictions"])
+        report = verify(out, "host", held)
         q = report["quantmcu"]
         cal, test = q["patch_stage_bitops"]["calibration"], q["patch_stage_bitops"]["verified_inputs"]
         agree = float(np.mean(np.array(report["predictions"]) == int8_top))
-        m4 = pipeline.verify(out, "cortex-m4", work / "ten.npy")["verification"]["bit_exact"]
+        m4 = verify(out, "cortex-m4", work / "ten.npy")["verification"]["bit_exact"]
         rows.append(f"| {name}{' --io int8' if io == 'int8' else ''} | {q['stage']} "
                     f"| {'/'.join(str(b) for b in q['bits'].values())} "
                     f"| {cal['outlier_patch_fraction']:.1%} / {test['outlier_patch_fraction']:.1%} "

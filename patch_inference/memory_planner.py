@@ -35,6 +35,11 @@ class MemoryPlan:
     strategy: str
 
 
+def live_bytes(buffers: list[Buffer], steps: int) -> list[int]:
+    """Bytes of the buffers live at each of `steps` schedule steps (unaligned)."""
+    return [sum(b.size for b in buffers if b.first <= s <= b.last) for s in range(steps)]
+
+
 def lower_bound(buffers: list[Buffer]) -> int:
     if not buffers:
         return 0

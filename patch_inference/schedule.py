@@ -1,23 +1,29 @@
-"""Schedules: the order ops run in, which run in place, which run patch by patch, and the
-buffers (with lifetimes) that the memory planner lays out.
+"""Schedules: the order ops run in, which run in place, which run patch by patch, the kernel each
+calls, and the buffers (with lifetimes) that the memory planner lays out.
 
 Steps are numbered as in memory_planner.graph_buffers: 0 copies the inputs in, op i runs at
-step i + 1, the last step copies the outputs out. A patch stage runs a chain of spatial ops
+step i + 1, the last step copies the outputs out. A patch stage runs a chain of window ops
 (conv, depthwise, pool) patch by patch: each stage op writes a small tile, the last writes its
 patch of the full stage output; the rest of the network runs layer by layer.
+
+What the C program does is the schedule's `steps` (patch_inference.steps): a Call per op, the
+stage as one PatchLoop. Input streaming (stream_input) and QuantMCU's low path
+(quantize.quantmcu.with_low_path) are Schedule -> Schedule transforms on them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from targets.kernel_spec import working_bytes
-from toolchain.analysis import op_macs
-from toolchain.ir import Graph, Op
-from toolchain.lowering import lower
+from toolchain.ir import Graph
+from toolchain.ops import lower, macs, op_def
+from toolchain.ops.choice import PORTABLE, KernelChoice, KernelProfile, choose_kernel
+from toolchain.ops.window import Region
 from toolchain.packing import unpacked_bytes
 
-from .memory_planner import Buffer, MemoryPlan, check_no_overlap, lower_bound, plan_memory
-from .receptive_field import SPATIAL_KINDS, Region, input_region
+from .memory_planner import Buffer, MemoryPlan, check_no_overlap, live_bytes, lower_bound, plan_memory
+from .steps import Call, InputReader, PatchLoop, Step, stage_views
+
+INPUT_TILE = "input_tile"   # the streamed input's patch (stream_input)
 
 
 @dataclass
@@ -27,7 +33,7 @@ class PatchStage:
     grid: int                      # n x n patches of the stage output
     out_regions: list[list[Region]]  # [patch][k]: output region of stage op first + k
     in_regions: list[list[Region]]   # [patch][k]: input region it reads
-    reaches_back: bool = True        # first is as early as the chain of spatial ops allows
+    reaches_back: bool = True        # first is as early as the chain of window ops allows
 
     @property
     def ops(self) -> range:
@@ -40,22 +46,32 @@ class PatchStage:
         span = f"{self.last}" if self.reaches_back else f"{self.first}-{self.last}"
         return f"{self.grid}x{self.grid}@{span}"
 
+    def tile(self, index: int) -> str:
+        """The buffer stage op `index` (not the last) writes its patch into."""
+        return f"tile{index}"
 
-@dataclass
+    def source(self, graph: Graph) -> str:
+        return graph.ops[self.first].inputs[0]
+
+
+@dataclass(frozen=True)
 class Schedule:
     graph: Graph
     stage: PatchStage | None
-    inplace: dict[int, str]          # op index -> "depthwise" | "pointwise" | "alias"
-    scratch: dict[int, int]          # op index -> bytes of temporary buffer
-    buffer_of: dict[str, str]        # tensor (or tile) name -> buffer name
+    inplace: dict[int, tuple[str, str]]  # op index -> (in-place mode: "depthwise" | "pointwise" |
+                                         # "alias", the input whose buffer it takes)
+    kernels: dict[int, KernelChoice]  # op index -> the kernel it calls (its scratch: work_bytes)
+    profile: KernelProfile
+    buffer_of: dict[str, str]        # tensor (or tile, scratch) name -> buffer name
     buffers: list[Buffer]
     plan: MemoryPlan
     macs: int
     executed_macs: int
-    tiles: dict[int, str] = field(default_factory=dict)  # stage op index -> tile buffer name
-    stream_input: bool = False
+    steps: tuple[Step, ...]
     sub_offset: dict[str, int] = field(default_factory=dict)  # tensor -> offset inside its buffer
-    quantmcu: object = None   # the stage's QuantMCU low path (quantize.quantmcu.LowPath), if any
+    stream_input: bool = False       # the stage reads the graph input patch by patch (INPUT_TILE)
+    region_tiles: tuple[str, ...] = ()   # buffers of one stage-input region each (INPUT_TILE, QuantMCU's)
+    quantmcu: object = None          # the stage's QuantMCU low path (quantize.quantmcu.LowPath), if any
 
     def offset(self, name: str) -> int:
         return self.plan.offsets[self.buffer_of[name]] + self.sub_offset.get(name, 0)
@@ -64,14 +80,22 @@ class Schedule:
     def mac_overhead(self) -> float:
         return self.executed_macs / self.macs - 1.0 if self.macs else 0.0
 
+    @property
+    def patch_loop(self) -> PatchLoop | None:
+        return next((s for s in self.steps if isinstance(s, PatchLoop)), None)
+
+    def live_bytes(self) -> list[int]:
+        """Bytes of buffers live at each step."""
+        return live_bytes(self.buffers, len(self.graph.ops) + 2)
+
 
 # ---- patch stages ----------------------------------------------------------------------------
 
 def chain_ok(graph: Graph, first: int, last: int) -> bool:
-    """ops[first..last] are spatial ops on batch 1, each feeding only the next."""
+    """ops[first..last] are window ops on batch 1, each feeding only the next."""
     for i in range(first, last + 1):
         op = graph.ops[i]
-        if op.kind not in SPATIAL_KINDS or graph.tensors[op.inputs[0]].shape[0] != 1:
+        if not op_def(op.kind).window or graph.tensors[op.inputs[0]].shape[0] != 1:
             return False
         if i > first:
             prev_out = graph.ops[i - 1].outputs[0]
@@ -88,16 +112,17 @@ def split_even(size: int, n: int) -> list[tuple[int, int]]:
 
 
 def make_stage(graph: Graph, first: int, last: int, grid: int) -> PatchStage:
-    params = [lower(graph, graph.ops[i]) for i in range(first, last + 1)]
+    ops = [graph.ops[i] for i in range(first, last + 1)]
+    params = [lower(graph, op) for op in ops]
     _, oh, ow, _ = graph.tensors[graph.ops[last].outputs[0]].shape
     out_regions, in_regions = [], []
     for y0, y1 in split_even(oh, grid):
         for x0, x1 in split_even(ow, grid):
             region = Region(y0, y1, x0, x1)
             outs, ins = [], []
-            for p in reversed(params):
+            for op, p in zip(reversed(ops), reversed(params)):
                 outs.append(region)
-                region = input_region(p, region)
+                region = op_def(op.kind).input_region(p, region)
                 ins.append(region)
             out_regions.append(outs[::-1])
             in_regions.append(ins[::-1])
@@ -116,7 +141,7 @@ def stage_executed_macs(graph: Graph, stage: PatchStage) -> int:
     total = 0
     for k, i in enumerate(stage.ops):
         out = graph.tensors[graph.ops[i].outputs[0]]
-        per_pixel = op_macs(graph, graph.ops[i]) // (out.shape[1] * out.shape[2])
+        per_pixel = macs(graph, graph.ops[i]) // (out.shape[1] * out.shape[2])
         total += per_pixel * sum(regions[k].area for regions in stage.out_regions)
     return total
 
@@ -134,50 +159,32 @@ def last_uses(graph: Graph) -> dict[str, int]:
 
 
 def inplace_kind(graph: Graph, index: int, last: dict[str, int]) -> tuple[str, str] | None:
-    """(how, which input) when op `index` can overwrite a dying input, else None."""
+    """(in-place mode, which input) when op `index` can overwrite a dying input, else None."""
     op = graph.ops[index]
-    out = graph.tensors[op.outputs[0]]
+    can = op_def(op.kind).inplace
+    if can is None:
+        return None
 
     def dies(name):
         t = graph.tensors[name]
         return not t.is_const and last.get(name) == index and name not in graph.outputs
-
-    if op.kind == "depthwise_conv2d" and dies(op.inputs[0]):
-        p = lower(graph, op)
-        if p["depth_multiplier"] == 1 and out.shape[0] == 1:
-            return "depthwise", op.inputs[0]
-    if op.kind == "conv2d" and dies(op.inputs[0]):
-        p = lower(graph, op)
-        if (p["filter"] == (1, 1) and p["stride"] == (1, 1) and p["pad"] == (0, 0)
-                and p["in_shape"][1:3] == p["out_shape"][1:3]):
-            return "pointwise", op.inputs[0]
-    if op.kind == "add":
-        for name in op.inputs:
-            t = graph.tensors[name]
-            if dies(name) and t.shape == out.shape and t.dtype == out.dtype:
-                return "alias", name
-    if op.kind == "reshape" and dies(op.inputs[0]):
-        return "alias", op.inputs[0]
-    return None
+    return can(graph, op, dies)
 
 
-def kernel_base(op: Op, how: str | None) -> str:
-    """The kernel an op calls when run in place `how` (None: out of place)."""
-    return {"depthwise": "depthwise_conv2d_inplace", "pointwise": "conv2d_pointwise_inplace"}.get(how, op.kind)
+KernelTable = dict[tuple[int, "str | None"], KernelChoice]
 
 
-def scratch_bytes(graph: Graph, index: int, how: str | None) -> int:
-    """Arena bytes op `index` needs at its own step besides its tensors: the portable in-place
-    kernel's temporary or the optimized kernel's working rows, whichever is larger (a build
-    runs one of the two kernels)."""
-    op = graph.ops[index]
-    temp = 0
-    if how == "depthwise":
-        _, h, w, _ = graph.tensors[op.inputs[0]].shape
-        temp = h * w
-    elif how == "pointwise":
-        temp = graph.tensors[op.outputs[0]].shape[-1]
-    return max(temp, working_bytes(graph, op, kernel_base(op, how)))
+def kernel_table(graph: Graph, profile: KernelProfile) -> KernelTable:
+    """The kernel of every op out of place, and in place where it can be: the choices a schedule
+    of this graph takes its kernels (and scratch sizes) from."""
+    last = last_uses(graph)
+    table = {}
+    for i, op in enumerate(graph.ops):
+        table[i, None] = choose_kernel(graph, op, None, profile)
+        found = inplace_kind(graph, i, last)
+        if found:
+            table[i, found[0]] = choose_kernel(graph, op, found[0], profile)
+    return table
 
 
 # ---- buffers ---------------------------------------------------------------------------------
@@ -211,7 +218,7 @@ def overlap_delta(graph: Graph, stage: PatchStage) -> int | None:
     """How far after the stage input's start the stage output may begin so that no patch
     overwrites input rows a later patch still reads (patches run in raster order): the stage
     output reuses the consumed rows of the input. None when the input must stay whole."""
-    source = graph.ops[stage.first].inputs[0]
+    source = stage.source(graph)
     users = [i for i, op in enumerate(graph.ops) if source in op.inputs]
     src, dst = graph.tensors[source], graph.tensors[graph.ops[stage.last].outputs[0]]
     if users != [stage.first] or source in graph.outputs or len(stage.out_regions) < 2:
@@ -228,79 +235,111 @@ def overlap_delta(graph: Graph, stage: PatchStage) -> int | None:
     return delta
 
 
-def choose_inplace(graph: Graph, stage: PatchStage | None = None) -> dict[int, tuple[str, str]]:
+def choose_inplace(graph: Graph, stage: PatchStage | None, table: KernelTable) -> dict[int, tuple[str, str]]:
     """Greedy: keep an in-place op only if it does not raise the live-bytes bound (in place, the
     input's buffer grows to the output's size over the input's whole lifetime)."""
     last = last_uses(graph)
     in_stage = set(stage.ops) if stage else set()
     modes: dict[int, tuple[str, str]] = {}
-    bound = lower_bound(_buffers(graph, stage, modes, last)[0])
+    bound = lower_bound(_buffers(graph, stage, modes, table)[0])
     for i in range(len(graph.ops)):
         found = None if i in in_stage else inplace_kind(graph, i, last)
         if found:
             trial = {**modes, i: found}
-            trial_bound = lower_bound(_buffers(graph, stage, trial, last)[0])
+            trial_bound = lower_bound(_buffers(graph, stage, trial, table)[0])
             if trial_bound <= bound:
                 modes, bound = trial, trial_bound
     return modes
 
 
 def build_schedule(graph: Graph, stage: PatchStage | None = None, inplace: bool | dict = True,
-                   stream_input: bool = False, low_tile: bool = False) -> Schedule:
+                   profile: KernelProfile = PORTABLE, table: KernelTable | None = None) -> Schedule:
     """inplace: True to choose in-place ops, False for none, or a choice made earlier (ops of
-    the stage are dropped from it). stream_input: the stage reads its input patch by patch
-    through the caller's callback instead of from a full input buffer. low_tile: a patch's input
-    region also gets a buffer of its own (QuantMCU's low path requantizes it there)."""
-    last = last_uses(graph)
+    the stage are dropped from it). profile: the target's kernels (their working buffers);
+    table: kernel_table(graph, profile), when the caller has it."""
+    table = kernel_table(graph, profile) if table is None else table
     if inplace is True:
-        modes = choose_inplace(graph, stage)
+        modes = choose_inplace(graph, stage, table)
     elif inplace is False:
         modes = {}
     else:
         modes = {i: m for i, m in inplace.items() if not stage or i not in stage.ops}
-    if stream_input and not can_stream(graph, stage):
-        raise ValueError("input streaming needs a patch stage that starts at the graph input")
-    layouts = [_buffers(graph, stage, modes, last, stream_input, low_tile=low_tile)]
-    if stage and not stream_input and overlap_delta(graph, stage) is not None:
-        layouts.append(_buffers(graph, stage, modes, last, stream_input, overlap=True, low_tile=low_tile))
-    buffers, buffer_of, scratch, sub_offset = min(layouts, key=lambda layout: lower_bound(layout[0]))
+    kernels = {i: table[i, modes.get(i, (None,))[0]] for i in range(len(graph.ops))}
+    total = sum(macs(graph, op) for op in graph.ops)
+    executed = total
+    if stage:
+        executed += stage_executed_macs(graph, stage) - sum(macs(graph, graph.ops[i]) for i in stage.ops)
+    schedule = Schedule(graph, stage, modes, kernels, profile, {}, [], MemoryPlan({}, 0, 0, ""), total, executed,
+                        layer_steps(graph, stage, modes, kernels))
+    return laid_out(schedule)
+
+
+def layer_steps(graph: Graph, stage: PatchStage | None, modes, kernels) -> tuple[Step, ...]:
+    """A Call per op, the stage's ops as one PatchLoop over their tiles."""
+    steps, index = [], 0
+    while index < len(graph.ops):
+        if stage is not None and index == stage.first:
+            body = tuple(Call(i, kernels[i], views=stage_views(graph, stage, k)) for k, i in enumerate(stage.ops))
+            tiles = tuple((graph.ops[i].outputs[0], stage.tile(i)) for i in range(stage.first, stage.last))
+            steps.append(PatchLoop(stage.label, len(stage.out_regions), body, buffers=tiles))
+            index = stage.last + 1
+        else:
+            steps.append(Call(index, kernels[index], inplace=modes.get(index, (None,))[0]))
+            index += 1
+    return tuple(steps)
+
+
+def laid_out(schedule: Schedule) -> Schedule:
+    """The schedule with its buffers and arena plan (the smallest of the layouts it allows)."""
+    graph, stage = schedule.graph, schedule.stage
+    modes = schedule.inplace
+    table = {(i, modes.get(i, (None,))[0]): choice for i, choice in schedule.kernels.items()}
+    layouts = [_buffers(graph, stage, modes, table, schedule.stream_input, region_tiles=schedule.region_tiles)]
+    if stage and not schedule.stream_input and overlap_delta(graph, stage) is not None:
+        layouts.append(_buffers(graph, stage, modes, table, schedule.stream_input, overlap=True,
+                                region_tiles=schedule.region_tiles))
+    buffers, buffer_of, sub_offset = min(layouts, key=lambda layout: lower_bound(layout[0]))
     plan = plan_memory(buffers)
     check_no_overlap(plan, buffers)
-    macs = sum(op_macs(graph, op) for op in graph.ops)
-    executed = macs
-    if stage:
-        executed += stage_executed_macs(graph, stage) - sum(op_macs(graph, graph.ops[i]) for i in stage.ops)
-    tiles = {i: f"tile{i}" for i in range(stage.first, stage.last)} if stage else {}
-    return Schedule(graph, stage, {i: how for i, (how, _) in modes.items()}, scratch, buffer_of, buffers,
-                    plan, macs, executed, tiles, stream_input, sub_offset)
+    return replace(schedule, buffers=buffers, buffer_of=buffer_of, sub_offset=sub_offset, plan=plan)
 
 
 def can_stream(graph: Graph, stage: PatchStage | None) -> bool:
     if stage is None or len(graph.inputs) != 1:
         return False
-    source = graph.ops[stage.first].inputs[0]
+    source = stage.source(graph)
     return source == graph.inputs[0] and [i for i, op in enumerate(graph.ops) if source in op.inputs] == [stage.first]
 
 
-def _buffers(graph, stage, modes, last, stream_input=False, overlap=False, low_tile=False):
-    """Buffers with lifetimes for a schedule: in-place ops share their input's buffer, stage
-    intermediates become tiles, ops get their scratch (see scratch_bytes) and sub-8-bit weights
-    their unpacked copy, each at the op's own step; a streamed input becomes a tile of the first
-    stage op's input; with overlap, the stage output shares the stage input's buffer (see
-    overlap_delta); low_tile: the input tile of QuantMCU's low path. Returns (buffers, tensor ->
-    buffer, scratch bytes per op, tensor -> offset inside its buffer)."""
+def stream_input(schedule: Schedule) -> Schedule:
+    """The stage reads the graph input patch by patch, each patch's input region through the
+    caller's reader into INPUT_TILE, so the whole input never sits in the arena."""
+    graph, stage = schedule.graph, schedule.stage
+    if not can_stream(graph, stage):
+        raise ValueError("input streaming needs a patch stage that starts at the graph input")
+    source = stage.source(graph)
+    steps = []
+    for step in schedule.steps:
+        if isinstance(step, PatchLoop):
+            first = replace(step.body[0], views=stage_views(graph, stage, 0, streamed=True))
+            step = replace(step, body=(first,) + step.body[1:], buffers=step.buffers + ((source, INPUT_TILE),),
+                           reader=InputReader(source, INPUT_TILE, tuple(ins[0] for ins in stage.in_regions)))
+        steps.append(step)
+    return laid_out(replace(schedule, steps=tuple(steps), stream_input=True,
+                            region_tiles=schedule.region_tiles + (INPUT_TILE,)))
+
+
+def with_region_tile(schedule: Schedule, name: str) -> Schedule:
+    """The schedule with one more buffer that holds a patch's stage-input region (live while the
+    stage's first op runs), laid out anew."""
+    return laid_out(replace(schedule, region_tiles=schedule.region_tiles + (name,)))
+
+
+def _lifetimes(graph: Graph, stage: PatchStage | None, stream_input: bool) -> dict[str, list[int]]:
+    """[first step, last step] of every full tensor (stage intermediates become tiles): the stage
+    input is read by every patch, the stage output written from the first patch on; a streamed
+    input is never in the arena."""
     in_stage = set(stage.ops) if stage else set()
-    tiles_of = {i: f"tile{i}" for i in range(stage.first, stage.last)} if stage else {}
-    groups = _Groups()
-    scratch = {}
-    for i in range(len(graph.ops)):
-        scratch[i] = scratch_bytes(graph, i, modes.get(i, (None,))[0])
-    for i, (how, source) in modes.items():
-        groups.join(source, graph.ops[i].outputs[0])
-    if overlap:
-        groups.join(graph.ops[stage.first].inputs[0], graph.ops[stage.last].outputs[0],
-                    overlap_delta(graph, stage))
-    # lifetimes per tensor (full tensors only; stage intermediates become tiles)
     spans: dict[str, list[int]] = {}
 
     def touch(name, step):
@@ -326,6 +365,24 @@ def _buffers(graph, stage, modes, last, stream_input=False, overlap=False, low_t
             touch(name, step)
     for name in graph.outputs:
         touch(name, len(graph.ops) + 1)
+    return spans
+
+
+def _buffers(graph, stage, modes, table, stream_input=False, overlap=False, region_tiles=()):
+    """Buffers with lifetimes for a schedule: in-place ops share their input's buffer, stage
+    intermediates become tiles, ops get their scratch (their kernel's work_bytes, from `table`)
+    and sub-8-bit weights their unpacked copy, each at the op's own step; a streamed input is not
+    in the arena; with overlap, the stage output shares the stage input's buffer (see
+    overlap_delta); region_tiles: buffers of one stage-input region each (the streamed input's
+    tile, QuantMCU's low-path tile). Returns (buffers, tensor -> buffer, tensor -> offset inside
+    its buffer)."""
+    groups = _Groups()
+    scratch = {i: table[i, modes.get(i, (None,))[0]].work_bytes for i in range(len(graph.ops))}
+    for i, (how, source) in modes.items():
+        groups.join(source, graph.ops[i].outputs[0])
+    if overlap:
+        groups.join(stage.source(graph), graph.ops[stage.last].outputs[0], overlap_delta(graph, stage))
+    spans = _lifetimes(graph, stage, stream_input)
     merged: dict[str, list[int]] = {}
     extent: dict[str, list[int]] = {}   # root -> [lowest start, highest end] of its members
     buffer_of, sub_offset = {}, {}
@@ -340,35 +397,33 @@ def _buffers(graph, stage, modes, last, stream_input=False, overlap=False, low_t
     for name in sub_offset:
         sub_offset[name] -= extent[buffer_of[name]][0]
     buffers = [Buffer(root, extent[root][1] - extent[root][0], lo, hi) for root, (lo, hi) in merged.items()]
+
+    def own(name, size, first, last_step):
+        buffers.append(Buffer(name, size, first, last_step))
+        buffer_of[name] = name
+
     for i, size in scratch.items():
         if size:
-            buffers.append(Buffer(f"scratch{i}", size, i + 1, i + 1))
-            buffer_of[f"scratch{i}"] = f"scratch{i}"
+            own(f"scratch{i}", size, i + 1, i + 1)
     for i, op in enumerate(graph.ops):   # sub-8-bit weights, unpacked just before their op
         if size := unpacked_bytes(graph, op):
-            buffers.append(Buffer(f"unpack{i}", size, i + 1, i + 1))
-            buffer_of[f"unpack{i}"] = f"unpack{i}"
+            own(f"unpack{i}", size, i + 1, i + 1)
     if stage:
         for k, i in enumerate(range(stage.first, stage.last)):
             channels = graph.tensors[graph.ops[i].outputs[0]].shape[-1]
-            size = max(regions[k].area for regions in stage.out_regions) * channels
-            buffers.append(Buffer(tiles_of[i], size, i + 1, i + 2))
-            buffer_of[tiles_of[i]] = tiles_of[i]
-        source = graph.tensors[graph.ops[stage.first].inputs[0]]
-        for name, wanted in (("input_tile", stream_input), ("low_tile", low_tile)):
-            if wanted:
-                size = max(regions[0].area for regions in stage.in_regions) * source.shape[-1]
-                size *= source.nbytes // source.size
-                buffers.append(Buffer(name, size, stage.first + 1, stage.first + 1))
-                buffer_of[name] = name
-    return buffers, buffer_of, scratch, sub_offset
+            own(stage.tile(i), max(regions[k].area for regions in stage.out_regions) * channels, i + 1, i + 2)
+        source = graph.tensors[stage.source(graph)]
+        for name in region_tiles:
+            size = max(regions[0].area for regions in stage.in_regions) * source.shape[-1]
+            own(name, size * (source.nbytes // source.size), stage.first + 1, stage.first + 1)
+    return buffers, buffer_of, sub_offset
 
 
 # ---- search ----------------------------------------------------------------------------------
 
 def candidate_stages(graph: Graph, max_grid: int = 8, max_ops: int = 12):
     for first in range(len(graph.ops)):
-        if graph.ops[first].kind not in SPATIAL_KINDS:
+        if not op_def(graph.ops[first].kind).window:
             continue
         for last in range(first, min(first + max_ops, len(graph.ops))):
             if not chain_ok(graph, first, last):
@@ -378,42 +433,46 @@ def candidate_stages(graph: Graph, max_grid: int = 8, max_ops: int = 12):
                 yield first, last, grid
 
 
-def optimistic_bound(graph: Graph, stage: PatchStage | None, stream_input: bool = False) -> int:
+def optimistic_bound(graph: Graph, stage: PatchStage | None, table: KernelTable, streamed: bool = False) -> int:
     """A lower bound on the arena of any in-place choice for this stage: live bytes per step with
     every legal in-place op sharing its input's bytes exactly at its own step."""
     last = last_uses(graph)
-    layouts = [_buffers(graph, stage, {}, last, stream_input)[0]]
-    if stage and not stream_input and overlap_delta(graph, stage) is not None:
-        layouts.append(_buffers(graph, stage, {}, last, stream_input, overlap=True)[0])
-    live = [min(sum(b.size for b in buffers if b.first <= step <= b.last) for buffers in layouts)
-            for step in range(len(graph.ops) + 2)]
+    region_tiles = (INPUT_TILE,) if streamed else ()
+    layouts = [_buffers(graph, stage, {}, table, streamed, region_tiles=region_tiles)[0]]
+    if stage and not streamed and overlap_delta(graph, stage) is not None:
+        layouts.append(_buffers(graph, stage, {}, table, streamed, overlap=True)[0])
+    steps = len(graph.ops) + 2
+    live = [min(per_step) for per_step in zip(*(live_bytes(buffers, steps) for buffers in layouts))]
     in_stage = set(stage.ops) if stage else set()
     for i in range(len(graph.ops)):
         found = None if i in in_stage else inplace_kind(graph, i, last)
         if found:
             how, source = found
             shared = min(graph.tensors[source].nbytes, graph.tensors[graph.ops[i].outputs[0]].nbytes)
-            live[i + 1] += scratch_bytes(graph, i, how) - scratch_bytes(graph, i, None) - shared
+            live[i + 1] += table[i, how].work_bytes - table[i, None].work_bytes - shared
     return max(live)
 
 
 def search_schedule(graph: Graph, max_mac_overhead: float = 0.10, inplace: bool = True,
-                    stream_input: bool = False) -> Schedule:
+                    profile: KernelProfile = PORTABLE, streamed: bool = False) -> Schedule:
     """The schedule with the smallest arena whose MAC overhead stays within the budget (no
     patching is always a candidate, except when streaming the input, which needs a stage).
     Candidates whose optimistic bound cannot beat the best arena so far are not planned."""
-    best = None if stream_input else build_schedule(graph, None, inplace)
-    macs = sum(op_macs(graph, op) for op in graph.ops)
+    table = kernel_table(graph, profile)
+    best = None if streamed else build_schedule(graph, None, inplace, profile, table)
+    total = sum(macs(graph, op) for op in graph.ops)
     for first, last_op, grid in candidate_stages(graph):
         stage = make_stage(graph, first, last_op, grid)
-        if stream_input and not can_stream(graph, stage):
+        if streamed and not can_stream(graph, stage):
             continue
-        extra = stage_executed_macs(graph, stage) - sum(op_macs(graph, graph.ops[i]) for i in stage.ops)
-        if macs and extra / macs > max_mac_overhead:
+        extra = stage_executed_macs(graph, stage) - sum(macs(graph, graph.ops[i]) for i in stage.ops)
+        if total and extra / total > max_mac_overhead:
             continue
-        if best and optimistic_bound(graph, stage, stream_input) >= best.plan.arena_bytes:
+        if best and optimistic_bound(graph, stage, table, streamed) >= best.plan.arena_bytes:
             continue
-        candidate = build_schedule(graph, stage, inplace, stream_input)
+        candidate = build_schedule(graph, stage, inplace, profile, table)
+        if streamed:
+            candidate = stream_input(candidate)
         key = (candidate.plan.arena_bytes, candidate.executed_macs)
         if best is None or key < (best.plan.arena_bytes, best.executed_macs):
             best = candidate
@@ -425,7 +484,7 @@ def search_schedule(graph: Graph, max_mac_overhead: float = 0.10, inplace: bool 
 
 def parse_patch_option(graph: Graph, option: str) -> PatchStage | None:
     """'none', 'NxN@L': n x n patches of op L's output, the stage reaching back as far as the
-    chain of spatial ops allows, or 'NxN@F-L': the stage of ops F..L."""
+    chain of window ops allows, or 'NxN@F-L': the stage of ops F..L."""
     if option == "none":
         return None
     try:

@@ -1,19 +1,25 @@
 """Structured pruning on the IR: dependency groups, importance, selection, recovery.
 
-    pruned, info = prune_model(graph, ratio=0.5, calib=x)       # remove 50% of the MACs
-    pruned, info = prune_model(graph, budget=("macs", 2e6), ...)  # smallest pruning that fits
+    pruned = prune_model(graph, ratio=0.5, calib=x)       # remove 50% of the MACs
+    pruned = prune_model(graph, budget=("macs", 2e6), ...)  # smallest pruning that fits
+    pruned.graph, pruned.report
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from toolchain.analysis import op_macs, op_params
+from patch_inference.schedule import search_schedule
+from quantize import post_training_quantize
+from toolchain.analysis import op_params
 from toolchain.errors import UserError
+from toolchain.float_reference import run_float
 from toolchain.ir import Graph
+from toolchain.ops import macs, weighted
+from toolchain.passes import fold_pad_into_conv
 
 from .groups import channel_groups, require_float
-from .importance import channel_importance
-from .recover import recover
 from .select import graph_macs, prune_to_ratio
 
 BUDGET_KINDS = ("macs", "flash", "sram")
@@ -39,7 +45,7 @@ def int8_flash_bytes(graph: Graph) -> int:
     for op in graph.ops:
         for role, name in enumerate(op.inputs[1:3], start=1):
             t = graph.tensors[name]
-            if t.is_const and op.kind in ("conv2d", "depthwise_conv2d", "fully_connected"):
+            if t.is_const and weighted(op):
                 total += t.size * (1 if role == 1 else 4)
     return total
 
@@ -47,9 +53,6 @@ def int8_flash_bytes(graph: Graph) -> int:
 def planned_sram_bytes(graph: Graph, samples: np.ndarray) -> int:
     """Arena of the int8 model's searched schedule: the graph quantized on a few calibration
     samples (the layout does not depend on the values), then planned as convert plans it."""
-    from patch_inference.schedule import search_schedule
-    from quantize import post_training_quantize
-    from toolchain.passes import fold_pad_into_conv
     quantized = post_training_quantize(graph, samples[:4], "minmax")
     return search_schedule(fold_pad_into_conv(quantized)).plan.arena_bytes
 
@@ -58,11 +61,19 @@ MEASURES = {"macs": lambda g, x: graph_macs(g), "flash": lambda g, x: int8_flash
             "sram": planned_sram_bytes}
 
 
+@dataclass(frozen=True)
+class Pruned:
+    graph: Graph
+    report: dict     # what was pruned, per layer and in total (report.json "pruning")
+
+
 def prune_model(graph: Graph, ratio: float | None = None, budget: tuple[str, float] | None = None,
                 importance: str = "l1", calib: np.ndarray | None = None, labels=None,
-                epochs: int = 60, round_to: int = 4, floor: float = 0.25, progress=None):
+                epochs: int = 60, round_to: int = 4, floor: float = 0.25, progress=None) -> Pruned:
     """Prune `graph` (float) by a MAC ratio or to a budget, then recover by distillation on
-    `calib` when given. Returns (pruned graph, per-layer report)."""
+    `calib` when given. progress(epoch, epochs, note): recovery's counter."""
+    from .importance import channel_importance   # torch loads when pruning runs, not with every command
+    from .recover import recover
     require_float(graph)
     groups = channel_groups(graph)
     if importance == "activation" and calib is None:
@@ -90,13 +101,12 @@ def prune_model(graph: Graph, ratio: float | None = None, budget: tuple[str, flo
     pruned, keep = prune_to_ratio(graph, groups, scores, ratio or 0.0, round_to, floor)
     if keep and calib is not None and epochs > 0:
         pruned = recover(pruned, graph, calib, labels, epochs=epochs, progress=progress)
-    return pruned, pruning_report(graph, pruned, ratio or 0.0, importance, calib)
+    return Pruned(pruned, pruning_report(graph, pruned, ratio or 0.0, importance, calib))
 
 
 def agreement(before: Graph, after: Graph, samples: np.ndarray, labels=None) -> dict:
     """Top-1 agreement of the pruned float model with the unpruned one on the samples, and both
     accuracies when labels are given."""
-    from toolchain.float_reference import run_float
     top = lambda g: np.array([int(np.argmax(run_float(g, [x[None]])[0])) for x in samples])
     a, b = top(before), top(after)
     result = {"samples": int(len(samples)), "top1_agreement": float(np.mean(a == b))}
@@ -109,11 +119,11 @@ def agreement(before: Graph, after: Graph, samples: np.ndarray, labels=None) -> 
 def pruning_report(before: Graph, after: Graph, ratio: float, importance: str, calib=None) -> dict:
     layers = []
     for index, (a, b) in enumerate(zip(before.ops, after.ops)):
-        if a.kind in ("conv2d", "depthwise_conv2d", "fully_connected"):
+        if weighted(a):
             layers.append({"index": index, "op": a.kind,
                            "out_channels": [before.tensors[a.outputs[0]].shape[-1], after.tensors[b.outputs[0]].shape[-1]],
                            "params": [op_params(before, a), op_params(after, b)],
-                           "macs": [op_macs(before, a), op_macs(after, b)]})
+                           "macs": [macs(before, a), macs(after, b)]})
     return {"ratio_requested": ratio, "importance": importance,
             "macs": [graph_macs(before), graph_macs(after)],
             "sram_planned_bytes": ([planned_sram_bytes(before, calib), planned_sram_bytes(after, calib)]

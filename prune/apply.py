@@ -6,6 +6,7 @@ from dataclasses import replace
 import numpy as np
 
 from toolchain.ir import Graph
+from toolchain.ops import op_def
 
 from .groups import ChannelGroups, kept_indices
 
@@ -23,17 +24,14 @@ def prune_graph(graph: Graph, groups: ChannelGroups, keep: dict[int, np.ndarray]
     for name, pos in positions.items():
         tensors[name] = replace(tensors[name], shape=tensors[name].shape[:-1] + (len(pos),))
     for op in graph.ops:
-        if op.kind not in ("conv2d", "depthwise_conv2d", "fully_connected"):
+        weights = op_def(op.kind).weights
+        if weights is None:
             continue
         out_pos, in_pos = positions[op.outputs[0]], positions[op.inputs[0]]
-        w_name = op.inputs[1]
-        if op.kind == "conv2d":
-            w = _take(_take(tensors[w_name], out_pos, 0), in_pos, 3)
-        elif op.kind == "depthwise_conv2d":
-            w = _take(tensors[w_name], out_pos, 3)
-        else:
-            w = _take(_take(tensors[w_name], out_pos, 0), in_pos, 1)
-        tensors[w_name] = w
+        w = _take(tensors[op.inputs[1]], out_pos, weights.out_axis)
+        if weights.in_axis is not None:
+            w = _take(w, in_pos, weights.in_axis)
+        tensors[op.inputs[1]] = w
         if len(op.inputs) > 2:
             tensors[op.inputs[2]] = _take(tensors[op.inputs[2]], out_pos, 0)
     return replace(graph, tensors=tensors, ops=list(graph.ops))

@@ -17,6 +17,7 @@ import numpy as np
 
 from toolchain.errors import UserError
 from toolchain.ir import Graph
+from toolchain.ops import op_def, weighted
 
 
 @dataclass
@@ -66,113 +67,143 @@ class ChannelGroups:
         return [s for s in self.spaces.values() if s.frozen is None and s.producers]
 
 
-PASS_THROUGH = ("avg_pool2d", "max_pool2d", "pad", "relu", "relu6", "quantize", "dequantize")
+class _Spaces:
+    """The channel spaces found so far, walking the graph in order, and each tensor's segments.
+    One method per channel rule of the op definitions (toolchain/ops, OpDef.channels): it returns
+    the op output's segments, or None when the output starts a space of its own, frozen."""
+
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self.uf = _UnionFind()
+        self.sizes: dict[int, int] = {}
+        self.producers: dict[int, list[int]] = {}
+        self.followers: dict[int, list[int]] = {}
+        self.frozen: dict[int, str] = {}
+        self.seg: dict[str, Segments] = {}
+
+    def new_space(self, size: int, producer: int | None = None, frozen: str | None = None) -> Segments:
+        sid = len(self.sizes)
+        self.sizes[sid] = size
+        self.producers[sid] = [producer] if producer is not None else []
+        self.followers[sid] = []
+        if frozen is not None:
+            self.frozen[sid] = frozen
+        return Segments([(sid, size)])
+
+    def freeze(self, s: Segments | None, why: str) -> None:
+        if s is not None:
+            for sid, _ in s.parts:
+                self.frozen.setdefault(sid, why)
+
+    def create(self, index, op, ins, where):
+        """conv, fully connected: its output channels are a space of its own."""
+        channels = self.graph.tensors[op.outputs[0]].shape[-1]
+        return self.new_space(channels, index)
+
+    def follow(self, index, op, ins, where):
+        """depthwise: one filter per channel, so with multiplier 1 it carries its input's space."""
+        channels = self.graph.tensors[op.outputs[0]].shape[-1]
+        if channels == self.graph.tensors[op.inputs[0]].shape[-1] and ins[0].repeat == 1:
+            for sid, _ in ins[0].parts:
+                self.followers[sid].append(index)
+            return ins[0]
+        self.freeze(ins[0], f"{where}: depth multiplier")
+        return self.new_space(channels, frozen=f"{where}: depth multiplier")
+
+    def couple(self, index, op, ins, where):
+        """element-wise of same-shape operands: their spaces become one."""
+        out = self.graph.tensors[op.outputs[0]]
+        shapes = [self.graph.tensors[n].shape for n in op.inputs]
+        if all(s == out.shape for s in shapes) and all(i is not None and i.repeat == 1 for i in ins):
+            layouts = [[n for _, n in i.parts] for i in ins]
+            if all(lay == layouts[0] for lay in layouts):
+                for parts in zip(*(i.parts for i in ins)):
+                    for sid, _ in parts[1:]:
+                        self.uf.union(parts[0][0], sid)
+                return ins[0]
+        for i in ins:
+            self.freeze(i, f"{where}: broadcast or mixed layout")
+        return None
+
+    def carry(self, index, op, ins, where):
+        """pools, pad, activations: channel k in is channel k out."""
+        return ins[0] if ins[0] is not None else self.freeze_all(index, op, ins, where)
+
+    def reduce(self, index, op, ins, where):
+        """mean: carries its input's space unless it reduces the channel axis."""
+        if ins[0] is None:
+            return self.freeze_all(index, op, ins, where)
+        rank = len(self.graph.tensors[op.inputs[0]].shape)
+        if (rank - 1) not in [a % rank for a in op.attrs["axes"]] and ins[0].repeat == 1:
+            return ins[0]
+        self.freeze(ins[0], f"{where}: reduces channels")
+        return None
+
+    def flatten(self, index, op, ins, where):
+        """reshape to (batch, features) before a fully connected layer: the space once per pixel."""
+        if ins[0] is None:
+            return self.freeze_all(index, op, ins, where)
+        src, out = self.graph.tensors[op.inputs[0]], self.graph.tensors[op.outputs[0]]
+        if len(out.shape) == 2 and out.shape[0] == src.shape[0] and ins[0].repeat == 1:
+            return Segments(ins[0].parts, out.shape[1] // src.shape[-1])
+        self.freeze(ins[0], f"{where}: reshape")
+        return None
+
+    def stack(self, index, op, ins, where):
+        """concatenation on the channel axis: the spaces side by side."""
+        if not all(i is not None for i in ins):
+            return self.freeze_all(index, op, ins, where)
+        rank = len(self.graph.tensors[op.outputs[0]].shape)
+        if op.attrs["axis"] % rank == rank - 1 and all(i.repeat == 1 for i in ins):
+            return Segments([p for i in ins for p in i.parts])
+        for i in ins:
+            self.freeze(i, f"{where}: concat off the channel axis")
+        return None
+
+    def freeze_all(self, index, op, ins, where):
+        """transpose, softmax, ...: the output depends on every input channel."""
+        for i in ins:
+            self.freeze(i, f"{where}: {op.kind} depends on every channel")
+        return None
+
+    def groups(self) -> ChannelGroups:
+        """The spaces with coupled ones merged, and the segments in terms of the merged ids."""
+        uf, spaces = self.uf, {}
+        for sid in self.sizes:
+            root = uf.find(sid)
+            space = spaces.setdefault(root, ChannelSpace(root, self.sizes[root]))
+            space.producers += self.producers[sid]
+            space.followers += self.followers[sid]
+            if sid in self.frozen and space.frozen is None:
+                space.frozen = self.frozen[sid]
+        segments = {n: Segments([(uf.find(s), k) for s, k in v.parts], v.repeat) for n, v in self.seg.items()}
+        return ChannelGroups(spaces, segments)
+
+
+RULES = {"create": _Spaces.create, "follow": _Spaces.follow, "couple": _Spaces.couple, "carry": _Spaces.carry,
+         "reduce": _Spaces.reduce, "flatten": _Spaces.flatten, "stack": _Spaces.stack, "freeze": _Spaces.freeze_all}
 
 
 def channel_groups(graph: Graph) -> ChannelGroups:
-    uf = _UnionFind()
-    sizes: dict[int, int] = {}
-    producers: dict[int, list[int]] = {}
-    followers: dict[int, list[int]] = {}
-    frozen: dict[int, str] = {}
-    seg: dict[str, Segments] = {}
-
-    def new_space(size, producer=None):
-        sid = len(sizes)
-        sizes[sid] = size
-        producers[sid] = [producer] if producer is not None else []
-        followers[sid] = []
-        return sid
-
-    def freeze(s: Segments | None, why: str):
-        if s is not None:
-            for sid, _ in s.parts:
-                frozen.setdefault(sid, why)
-
+    spaces = _Spaces(graph)
     for name in graph.inputs:
-        t = graph.tensors[name]
-        sid = new_space(t.shape[-1])
-        frozen[sid] = "graph input"
-        seg[name] = Segments([(sid, t.shape[-1])])
-
+        spaces.seg[name] = spaces.new_space(graph.tensors[name].shape[-1], frozen="graph input")
     for index, op in enumerate(graph.ops):
-        ins = [seg.get(n) for n in op.inputs]
-        out = graph.tensors[op.outputs[0]]
+        ins = [spaces.seg.get(n) for n in op.inputs]
         where = f"op {index} ({op.kind})"
-        if op.kind in ("conv2d", "fully_connected"):
-            seg[op.outputs[0]] = Segments([(new_space(out.shape[-1], index), out.shape[-1])])
-            continue
-        if op.kind == "depthwise_conv2d":
-            if out.shape[-1] == graph.tensors[op.inputs[0]].shape[-1] and ins[0].repeat == 1:
-                for sid, _ in ins[0].parts:
-                    followers[sid].append(index)
-                seg[op.outputs[0]] = ins[0]
-            else:
-                freeze(ins[0], f"{where}: depth multiplier")
-                sid = new_space(out.shape[-1])
-                frozen[sid] = f"{where}: depth multiplier"
-                seg[op.outputs[0]] = Segments([(sid, out.shape[-1])])
-            continue
-        if op.kind in ("add", "mul"):
-            shapes = [graph.tensors[n].shape for n in op.inputs]
-            if all(s == out.shape for s in shapes) and all(i is not None and i.repeat == 1 for i in ins):
-                layouts = [[n for _, n in i.parts] for i in ins]
-                if all(lay == layouts[0] for lay in layouts):
-                    for parts in zip(*(i.parts for i in ins)):
-                        for sid, _ in parts[1:]:
-                            uf.union(parts[0][0], sid)
-                    seg[op.outputs[0]] = ins[0]
-                    continue
-            for i in ins:
-                freeze(i, f"{where}: broadcast or mixed layout")
-        elif op.kind in PASS_THROUGH and ins[0] is not None:
-            seg[op.outputs[0]] = ins[0]
-            continue
-        elif op.kind == "mean" and ins[0] is not None:
-            rank = len(graph.tensors[op.inputs[0]].shape)
-            if (rank - 1) not in [a % rank for a in op.attrs["axes"]] and ins[0].repeat == 1:
-                seg[op.outputs[0]] = ins[0]
-                continue
-            freeze(ins[0], f"{where}: reduces channels")
-        elif op.kind == "reshape" and ins[0] is not None:
-            src = graph.tensors[op.inputs[0]]
-            channels = src.shape[-1]
-            if len(out.shape) == 2 and out.shape[0] == src.shape[0] and ins[0].repeat == 1:
-                seg[op.outputs[0]] = Segments(ins[0].parts, out.shape[1] // channels)
-                continue
-            freeze(ins[0], f"{where}: reshape")
-        elif op.kind == "concat" and all(i is not None for i in ins):
-            rank = len(out.shape)
-            if op.attrs["axis"] % rank == rank - 1 and all(i.repeat == 1 for i in ins):
-                seg[op.outputs[0]] = Segments([p for i in ins for p in i.parts])
-                continue
-            for i in ins:
-                freeze(i, f"{where}: concat off the channel axis")
-        else:
-            for i in ins:
-                freeze(i, f"{where}: {op.kind} depends on every channel")
-        sid = new_space(out.shape[-1])
-        frozen[sid] = f"{where}: output of an op channels cannot pass"
-        seg[op.outputs[0]] = Segments([(sid, out.shape[-1])])
-
+        out = RULES[op_def(op.kind).channels](spaces, index, op, ins, where)
+        if out is None:
+            out = spaces.new_space(graph.tensors[op.outputs[0]].shape[-1],
+                                   frozen=f"{where}: output of an op channels cannot pass")
+        spaces.seg[op.outputs[0]] = out
     for name in graph.outputs:
-        freeze(seg.get(name), "graph output (classifier)")
-    # merge coupled spaces
-    spaces: dict[int, ChannelSpace] = {}
-    for sid in sizes:
-        root = uf.find(sid)
-        space = spaces.setdefault(root, ChannelSpace(root, sizes[root]))
-        space.producers += producers[sid]
-        space.followers += followers[sid]
-        if sid in frozen and space.frozen is None:
-            space.frozen = frozen[sid]
-    segments = {n: Segments([(uf.find(s), k) for s, k in v.parts], v.repeat) for n, v in seg.items()}
-    return ChannelGroups(spaces, segments)
+        spaces.freeze(spaces.seg.get(name), "graph output (classifier)")
+    return spaces.groups()
 
 
 def require_float(graph: Graph) -> None:
     for op in graph.ops:
-        if op.kind in ("conv2d", "depthwise_conv2d", "fully_connected"):
+        if weighted(op):
             if graph.tensors[op.inputs[1]].dtype != "float32":
                 raise UserError("pruning works on a float model (prune, then quantize): "
                                 f"op {op.name or op.kind} has {graph.tensors[op.inputs[1]].dtype} weights")

@@ -96,6 +96,6 @@ def recover(student: Graph, teacher: Graph, calib: np.ndarray, labels: np.ndarra
         if current < best_loss:
             best_loss, best_state = current, {k: v.clone() for k, v in model.state_dict().items()}
         if progress:
-            progress(epoch + 1, epochs, current)
+            progress(epoch + 1, epochs, f"(loss {current:.4g})")
     model.load_state_dict(best_state)
     return model.write_back()

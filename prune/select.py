@@ -6,15 +6,15 @@ import math
 
 import numpy as np
 
-from toolchain.analysis import op_macs
 from toolchain.ir import Graph
+from toolchain.ops import macs
 
 from .apply import prune_graph
 from .groups import ChannelGroups
 
 
 def graph_macs(graph: Graph) -> int:
-    return sum(op_macs(graph, op) for op in graph.ops)
+    return sum(macs(graph, op) for op in graph.ops)
 
 
 def keep_for_threshold(groups: ChannelGroups, scores: dict[int, np.ndarray], threshold: float,

@@ -17,13 +17,13 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from toolchain.analysis import op_macs
 from toolchain.errors import UserError
 from toolchain.float_reference import run_float
 from toolchain.ir import Graph
+from toolchain.ops import macs, op_def, weighted
 from toolchain.packing import packed_bytes, weight_range
 
-from .ptq import WEIGHT_AXIS, four_bit_candidates, propagate_bits, quantize_weights
+from .ptq import four_bit_candidates, propagate_bits, quantize_weights
 from .ranges import affine_params
 
 ACTIVATION_BITS = 8
@@ -40,8 +40,8 @@ class Layer:
 
 
 def weight_layers(graph: Graph) -> list[Layer]:
-    return [Layer(i, op.inputs[1], graph.tensors[op.inputs[1]].size, op_macs(graph, op))
-            for i, op in enumerate(graph.ops) if op.kind in WEIGHT_AXIS]
+    return [Layer(i, op.inputs[1], graph.tensors[op.inputs[1]].size, macs(graph, op))
+            for i, op in enumerate(graph.ops) if weighted(op)]
 
 
 def weight_bytes(layers: list[Layer], bits: dict[str, int]) -> int:
@@ -52,8 +52,8 @@ def bitops(graph: Graph, bits: dict[str, int], ops=None) -> int:
     """MACs x weight bits x input activation bits over every op (or the op indices `ops`), each
     once (8 bits unless `bits` says otherwise; ops without weights count 8 bits for them)."""
     bits = propagate_bits(graph, bits)
-    return sum(op_macs(graph, op) * bits.get(op.inputs[0], ACTIVATION_BITS) *
-               (bits.get(op.inputs[1], 8) if op.kind in WEIGHT_AXIS else 8)
+    return sum(macs(graph, op) * bits.get(op.inputs[0], ACTIVATION_BITS) *
+               (bits.get(op.inputs[1], 8) if weighted(op) else 8)
                for i, op in enumerate(graph.ops) if ops is None or i in ops)
 
 
@@ -82,13 +82,14 @@ def fake_quantized(graph: Graph, bits: dict[str, int]) -> Graph:
     """The float graph with the named layers' weights quantized to their bits and back."""
     tensors = dict(graph.tensors)
     for op in graph.ops:
-        name = op.inputs[1] if op.kind in WEIGHT_AXIS else None
+        name = op.inputs[1] if weighted(op) else None
         if name in bits:
             w = graph.tensors[name].data
-            q, scales = quantize_weights(w, WEIGHT_AXIS[op.kind], None, 1.0, bits[name])
+            axis = op_def(op.kind).weights.quant_axis
+            q, scales = quantize_weights(w, axis, None, 1.0, bits[name])
             shape = [1] * w.ndim
-            if WEIGHT_AXIS[op.kind] is not None:
-                shape[WEIGHT_AXIS[op.kind]] = -1
+            if axis is not None:
+                shape[axis] = -1
             tensors[name] = replace(tensors[name], data=(q * scales.reshape(shape)).astype(np.float32))
     return Graph(tensors, graph.ops, graph.inputs, graph.outputs)
 
@@ -167,14 +168,21 @@ def search_bits(graph: Graph, sensitivity: dict[str, dict[int, float]], kind: st
     return bits
 
 
+@dataclass(frozen=True)
+class BitChoice:
+    bits: dict[str, int]     # weight tensor (or activation) -> 8, 4 or 2
+    report: dict             # the search's record (report.json precision.search)
+
+
 def choose_bits(graph: Graph, samples: np.ndarray, kind: str, value: float, ranges: dict | None = None,
-                progress=None) -> tuple[dict[str, int], dict]:
+                progress=None) -> BitChoice:
     """The bits per weight tensor (and, given the calibrated `ranges`, per 4-bit-capable
     activation) under the budget, and the search's record for the report."""
     sensitivity = layer_sensitivity(graph, samples, ranges, progress)
     bits = search_bits(graph, sensitivity, kind, value)
-    return bits, {"budget": {kind: value}, "sensitivity_samples": min(len(samples), SENSITIVITY_SAMPLES),
-                  "sensitivity": {name: {str(b): s for b, s in v.items()} for name, v in sensitivity.items()}}
+    return BitChoice(bits, {"budget": {kind: value}, "sensitivity_samples": min(len(samples), SENSITIVITY_SAMPLES),
+                            "sensitivity": {name: {str(b): s for b, s in v.items()}
+                                            for name, v in sensitivity.items()}})
 
 
 def apply_bits(graph: Graph, bits: dict[str, int]) -> Graph:
@@ -200,16 +208,16 @@ def precision_report(graph: Graph, stage_ops=None) -> dict:
     with `stage_ops` (a patch stage's op indices), its BitOPs against int8, each op once."""
     rows = []
     for i, op in enumerate(graph.ops):
-        if op.kind not in WEIGHT_AXIS:
+        if not weighted(op):
             continue
         t = graph.tensors[op.inputs[1]]
         b = t.quant.bits if t.quant is not None else 8
         x = graph.tensors[op.inputs[0]]
         a = x.quant.bits if x.quant is not None else ACTIVATION_BITS
-        macs = op_macs(graph, op)
+        count = macs(graph, op)
         rows.append({"index": i, "op": op.kind, "name": op.name, "weight_bits": b,
                      "activation_bits": a, "weight_bytes": packed_bytes(t.size, b),
-                     "int8_weight_bytes": t.size, "macs": macs, "bitops": macs * b * a})
+                     "int8_weight_bytes": t.size, "macs": count, "bitops": count * b * a})
     packed = sum(r["weight_bytes"] for r in rows)
     int8 = sum(r["int8_weight_bytes"] for r in rows)
     bits = {name: t.quant.bits for name, t in graph.tensors.items() if t.quant is not None and t.quant.bits < 8}

@@ -21,13 +21,11 @@ import numpy as np
 
 from toolchain.errors import UserError
 from toolchain.ir import Graph, Op, QuantParams, Tensor
+from toolchain.ops import op_def
 from toolchain.packing import weight_range
 
 from .ranges import affine_params
 
-SAME_AS_INPUT = ("avg_pool2d", "max_pool2d", "reshape", "pad", "transpose", "relu6")
-WEIGHT_AXIS = {"conv2d": 0, "depthwise_conv2d": 3, "fully_connected": None}
-SOFTMAX_PARAMS = (float(np.float32(1.0 / 256)), -128)
 INT32_MAX = (1 << 31) - 1
 CLIP_RATIOS = np.linspace(0.3, 1.0, 36)   # sub-8-bit: fractions of the peak tried as the clip point
 
@@ -37,8 +35,10 @@ def _interval(params: tuple[float, int]) -> tuple[float, float]:
     return (-128 - zp) * scale, (127 - zp) * scale
 
 
-FOUR_BIT_READERS = ("conv2d", "depthwise_conv2d", "fully_connected", "add", "mul", "avg_pool2d", "max_pool2d",
-                    "mean", "pad", "reshape", "relu", "relu6")
+def keeps_grid(op) -> bool:
+    """The op moves values without computing new ones (pools, pad, reshape, transpose, relu6):
+    its int8 output keeps its input's grid, as TFLite does."""
+    return op_def(op.kind).grid == "input"
 
 
 def four_bit_candidates(graph: Graph) -> list[str]:
@@ -50,10 +50,10 @@ def four_bit_candidates(graph: Graph) -> list[str]:
             return False
         for i in graph.consumers(name):
             op = graph.ops[i]
-            if op.kind not in FOUR_BIT_READERS or (op.kind in SAME_AS_INPUT and not ok(op.outputs[0])):
+            if not op_def(op.kind).narrow_input or (keeps_grid(op) and not ok(op.outputs[0])):
                 return False
         return True
-    return [op.outputs[0] for op in graph.ops if op.kind in WEIGHT_AXIS and ok(op.outputs[0])]
+    return [op.outputs[0] for op in graph.ops if op_def(op.kind).weights and ok(op.outputs[0])]
 
 
 def propagate_bits(graph: Graph, bits: dict[str, int]) -> dict[str, int]:
@@ -61,7 +61,7 @@ def propagate_bits(graph: Graph, bits: dict[str, int]) -> dict[str, int]:
     input's width on to their output."""
     bits = dict(bits)
     for op in graph.ops:
-        if op.kind in SAME_AS_INPUT and op.inputs[0] in bits:
+        if keeps_grid(op) and op.inputs[0] in bits:
             bits[op.outputs[0]] = bits[op.inputs[0]]
     return bits
 
@@ -73,17 +73,17 @@ def activation_params(graph: Graph, ranges: dict[str, tuple[float, float]],
     activation_bits = activation_bits or {}
     params = {name: affine_params(*ranges[name], activation_bits.get(name, 8)) for name in graph.activations()}
     for op in graph.ops:
-        out = op.outputs[0]
-        if op.kind == "softmax":
-            params[out] = SOFTMAX_PARAMS
-        elif op.kind in SAME_AS_INPUT:
+        out, grid = op.outputs[0], op_def(op.kind).grid
+        if grid == "fixed":
+            params[out] = op_def(op.kind).fixed_grid
+        elif grid == "input":
             params[out] = params[op.inputs[0]]
-        elif op.kind == "concat":
+        elif grid == "shared":
             spans = [_interval(params[n]) for n in op.inputs if not graph.tensors[n].is_const]
             params[out] = affine_params(min(s[0] for s in spans), max(s[1] for s in spans))
-            for name in op.inputs:
+            for name in op.inputs:   # a producer free to choose its grid adopts the shared one
                 producer = graph.producer(name)
-                if (producer is not None and graph.ops[producer].kind not in SAME_AS_INPUT + ("softmax", "concat")
+                if (producer is not None and op_def(graph.ops[producer].kind).grid == "own"
                         and graph.consumers(name) == [graph.ops.index(op)] and name not in graph.outputs):
                     params[name] = params[out]
     return params
@@ -183,26 +183,26 @@ def quantize_graph(graph: Graph, ranges: dict[str, tuple[float, float]],
     for op in graph.ops:
         inputs = []
         out = op.outputs[0]
+        shared, weights = op_def(op.kind).grid == "shared", op_def(op.kind).weights
         for position, name in enumerate(op.inputs):
             t = graph.tensors[name]
             if not t.is_const:
                 inputs.append(_requantized(int8_name[name], params[out], tensors, ops, unique)
-                              if op.kind == "concat" else int8_name[name])
-            elif op.kind in WEIGHT_AXIS and position == 1:
+                              if shared else int8_name[name])
+            elif weights and position == 1:
                 in_scale = params[op.inputs[0]][0]
                 bias = graph.tensors[op.inputs[2]].data if len(op.inputs) > 2 else None
                 bits = weight_bits.get(name, 8)
-                q, w_scales = quantize_weights(t.data, WEIGHT_AXIS[op.kind], bias, in_scale, bits)
-                axis = WEIGHT_AXIS[op.kind]
-                inputs.append(constant(name, q, "int8", w_scales, np.zeros(w_scales.size), axis))
+                q, w_scales = quantize_weights(t.data, weights.quant_axis, bias, in_scale, bits)
+                inputs.append(constant(name, q, "int8", w_scales, np.zeros(w_scales.size), weights.quant_axis))
                 tensors[inputs[-1]].quant.bits = bits
-            elif op.kind in WEIGHT_AXIS and position == 2:
+            elif weights and position == 2:
                 w_q = tensors[inputs[1]]
                 q, b_scales = quantize_bias(t.data, params[op.inputs[0]][0], w_q.quant.scale, t.shape[0])
                 inputs.append(constant(name, q, "int32", b_scales, np.zeros(b_scales.size),
                                        0 if b_scales.size > 1 else None))
             else:  # an operand of add/mul/concat: per-tensor, the concat's own grid
-                p = params[out] if op.kind == "concat" else affine_params(float(t.data.min()), float(t.data.max()))
+                p = params[out] if shared else affine_params(float(t.data.min()), float(t.data.max()))
                 q = np.clip(np.round(t.data / p[0]) + p[1], -128, 127).astype(np.int8)
                 inputs.append(constant(name, q, "int8", [p[0]], [p[1]], None))
         int8_name[out] = unique(f"{out}_int8") if out in graph.outputs else out

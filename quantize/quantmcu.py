@@ -29,15 +29,17 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from toolchain.analysis import op_macs
+from patch_inference.schedule import Schedule, with_region_tile
+from patch_inference.steps import Call, PatchLoop, RegionCheck, stage_views
 from toolchain.errors import UserError
-from toolchain.ir import Graph, Op, QuantParams
-from toolchain.lowering import lower
 from toolchain.float_reference import run_float
-from toolchain.reference import REFERENCE_OPS, run_ops, run_reference
+from toolchain.ir import Graph, Op, QuantParams
+from toolchain.ops import lower, macs, op_def, weighted
+from toolchain.ops.choice import KernelChoice, choose_kernel
+from toolchain.reference import run_ops, run_reference
 
 from .calibrate import stats_of
-from .ptq import SAME_AS_INPUT, WEIGHT_AXIS
+from .ptq import keeps_grid
 from .ranges import affine_params, choose_range
 
 DEFAULT_SIGMA = 3.0
@@ -45,6 +47,7 @@ DEFAULT_LAMBDA = 0.5
 CANDIDATE_BITS = (8, 4, 2)
 SEARCH_SAMPLES = 64
 AGREEMENT_SAMPLES = 256
+LOW_TILE = "low_tile"   # a low-path patch's input region on its low-bit grid
 
 
 @dataclass
@@ -113,7 +116,7 @@ def low_graph(graph: Graph, stage, plan: QuantMCUPlan) -> Graph:
             tensors[name] = replace(tensors[name], quant=_grid_quant(*plan.grids[name], bits))
     for i in stage.ops:
         op = graph.ops[i]
-        if op.kind not in WEIGHT_AXIS or len(op.inputs) < 3:
+        if not weighted(op) or len(op.inputs) < 3:
             continue
         ratio = graph.tensors[op.inputs[0]].scale() / tensors[op.inputs[0]].scale()
         bias = graph.tensors[op.inputs[2]]
@@ -160,7 +163,7 @@ def _low_path(graph: Graph, low: Graph, stage, values: dict[str, np.ndarray], up
     x = values[source]
     if requant is not None:
         tiny, op = requant
-        x = REFERENCE_OPS["quantize"](lower(tiny, op), x).reshape(x.shape)
+        x = op_def("quantize").reference(lower(tiny, op), x).reshape(x.shape)
     out = {source: x}
     return run_ops(low, out, range(stage.first, stage.last + 1 if upto is None else upto))
 
@@ -191,7 +194,7 @@ def run_quantmcu(graph: Graph, low: Graph, stage, plan: QuantMCUPlan,
 # ---- BitOPs --------------------------------------------------------------------------------------
 
 def _weight_bits(graph: Graph, op: Op) -> int:
-    if op.kind not in WEIGHT_AXIS:
+    if not weighted(op):
         return 8
     q = graph.tensors[op.inputs[1]].quant
     return q.bits if q is not None else 8
@@ -207,7 +210,7 @@ def patch_bitops(graph: Graph, stage, bits: dict[str, int] | None = None) -> lis
         for k, i in enumerate(stage.ops):
             op = graph.ops[i]
             out = graph.tensors[op.outputs[0]]
-            per_pixel = op_macs(graph, op) // (out.shape[1] * out.shape[2])
+            per_pixel = macs(graph, op) // (out.shape[1] * out.shape[2])
             total += per_pixel * outs[k].area * _weight_bits(graph, op) * bits.get(op.inputs[0], 8)
         result.append(total)
     return result
@@ -232,7 +235,7 @@ def calibration_feeds(graph: Graph, samples: np.ndarray) -> list[list[np.ndarray
     input are quantized onto its grid as TFLite's QUANTIZE does."""
     t = graph.tensors[graph.inputs[0]]
     if t.dtype != "float32" and samples.dtype == np.float32:
-        samples = REFERENCE_OPS["quantize"]({"scale": t.scale(), "zero_point": t.zero_point()}, samples)
+        samples = op_def("quantize").reference({"scale": t.scale(), "zero_point": t.zero_point()}, samples)
     return [[x.reshape(t.shape).astype(t.dtype)] for x in samples]
 
 
@@ -289,7 +292,7 @@ def _tied(graph: Graph, stage) -> tuple[dict[str, str], set[str]]:
     follows, int8 = {}, set()
     for i in reversed(stage.ops):
         op = graph.ops[i]
-        if op.kind in SAME_AS_INPUT:
+        if keeps_grid(op):
             if i == stage.last or op.outputs[0] in int8:
                 int8.add(op.inputs[0])
             else:
@@ -300,10 +303,8 @@ def _tied(graph: Graph, stage) -> tuple[dict[str, str], set[str]]:
 def plan_quantmcu(graph: Graph, stage, samples: list[list[np.ndarray]], sigma: float = DEFAULT_SIGMA,
                   lam: float = DEFAULT_LAMBDA, progress=None) -> tuple[QuantMCUPlan, dict]:
     """VDPC bounds and VDQS widths for the stage from calibration feeds (one list of arrays per
-    sample, in the graph's input dtype). Returns the plan and the calibration's BitOPs record."""
-    if not 0 <= lam <= 1 or sigma <= 0:
-        raise UserError(f"--quantmcu: expected --outlier-sigma > 0 and 0 <= --vdqs-lambda <= 1 "
-                        f"(got {sigma}, {lam})")
+    sample, in the graph's input dtype; sigma > 0, 0 <= lam <= 1). Returns the plan and the
+    calibration's BitOPs record."""
     samples = samples[:SEARCH_SAMPLES]
     runs = [run_ops(graph, {n: np.asarray(f, graph.tensors[n].dtype).reshape(graph.tensors[n].shape)
                             for n, f in zip(graph.inputs, feeds)}, range(stage.last + 1)) for feeds in samples]
@@ -360,3 +361,42 @@ def _completed(graph: Graph, stage, plan: QuantMCUPlan) -> QuantMCUPlan:
     maps = feature_maps(graph, stage)
     return replace(plan, bits={m: plan.bits.get(m, 8) for m in maps},
                    grids={m: plan.grids.get(m, _grid_of(graph, m)) for m in maps})
+
+
+# ---- the schedule --------------------------------------------------------------------------------
+
+def with_low_path(schedule: Schedule, plan: QuantMCUPlan) -> Schedule:
+    """The schedule with QuantMCU's low path on its patch loop: each patch checks its input region
+    against the plan's bounds (VDPC) and, without outliers, runs the stage ops of the low graph,
+    first moving the region onto the low-bit grid of the stage input into LOW_TILE when that grid
+    is not int8's."""
+    graph, stage = schedule.graph, schedule.stage
+    low = LowPath.build(graph, stage, plan)
+    source, requant = low.source, low.source_requantize()
+    if requant is not None:
+        schedule = with_region_tile(schedule, LOW_TILE)
+    width = graph.tensors[source].shape[2]
+    views = []
+    for ins in stage.in_regions:
+        r = ins[0]
+        held = r if schedule.stream_input else None   # the streamed tile holds just the region
+        views.append({"in_y0": held.y0 if held else 0, "in_x0": held.x0 if held else 0,
+                      "in_w": (r.x1 - r.x0) if held else width,
+                      "out_y0": r.y0, "out_x0": r.x0, "out_w": r.x1 - r.x0,
+                      "y0": r.y0, "y1": r.y1, "x0": r.x0, "x1": r.x1})
+    requantize = None
+    if requant is not None:
+        tiny, op = requant
+        requantize = Call(0, KernelChoice("requantize_region", None, 0), buffers=((op.outputs[0], LOW_TILE),),
+                          graph=tiny, comment=f"the patch's input onto its {plan.bits[source]}-bit grid")
+    reads_tile = schedule.stream_input or requant is not None
+    alt_body = tuple(
+        Call(i, choose_kernel(low.graph, low.graph.ops[i], None, schedule.profile),
+             views=stage_views(graph, stage, k, reads_tile),
+             buffers=((source, LOW_TILE),) if k == 0 and requant is not None else (),
+             graph=low.graph, note=", QuantMCU low path")
+        for k, i in enumerate(stage.ops))
+    guard = RegionCheck(source, tuple(views), plan.bounds, requantize)
+    steps = tuple(replace(step, guard=guard, alt_body=alt_body) if isinstance(step, PatchLoop) else step
+                  for step in schedule.steps)
+    return replace(schedule, steps=steps, quantmcu=low)

@@ -22,6 +22,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from toolchain.errors import UserError
+from toolchain.ops.choice import DSP, PORTABLE, KernelProfile
 
 KB, MB = 1024, 1024 * 1024
 
@@ -76,6 +77,11 @@ class Target:
     def dsp_kernels(self) -> bool:
         """The build runs the Cortex-M DSP-extension kernels (TDK_DSP in tdk_opt.h): ARMv7E-M."""
         return self.isa.startswith("ARMv7E-M ")
+
+    @property
+    def kernel_profile(self) -> KernelProfile:
+        """The arena layouts its optimized kernels need (the planner lays them out)."""
+        return DSP if self.dsp_kernels else PORTABLE
 
     @property
     def machine(self) -> str:

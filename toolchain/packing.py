@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .ops import op_def
+
 WEIGHT_BITS = (8, 4, 2)
 
 
@@ -48,13 +50,14 @@ def unpacked_bytes(graph, op) -> int:
     """Bytes of the arena scratch an op with sub-8-bit weights unpacks them into (0 for int8
     weights): the widest layout a C kernel reads them in, int8 in IR order, or for conv and
     fully connected on Cortex-M DSP the GEMM's int16 filters, padded to pairs of filters and
-    groups of 4 weights (targets/kernel_spec.py, dsp_gemm_weights)."""
-    if op.kind not in ("conv2d", "depthwise_conv2d", "fully_connected"):
+    groups of 4 weights (toolchain/ops/kernel_spec.py, dsp_gemm_weights)."""
+    weights = op_def(op.kind).weights
+    if weights is None:
         return 0
     t = graph.tensors[op.inputs[1]]
     if t.quant is None or t.quant.bits == 8:
         return 0
-    if op.kind == "depthwise_conv2d":
+    if not weights.gemm:
         return t.size
     filters, k = t.shape[0], t.size // t.shape[0]
     return max(t.size, 2 * (-(-filters // 2) * 2) * (-(-k // 4) * 4))

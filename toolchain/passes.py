@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from .ir import Graph
+from .ops import is_convolution
 
 
 def strip_float_io(graph: Graph) -> Graph:
@@ -37,7 +38,7 @@ def fold_pad_into_conv(graph: Graph) -> Graph:
         src, padded = graph.tensors[pad.inputs[0]], graph.tensors[pad.outputs[0]]
         users = [op for op in ops if pad.outputs[0] in op.inputs]
         paddings = pad.attrs["paddings"]
-        if (len(users) != 1 or users[0].kind not in ("conv2d", "depthwise_conv2d")
+        if (len(users) != 1 or not is_convolution(users[0])
                 or users[0].inputs[0] != pad.outputs[0] or pad.outputs[0] in graph.outputs
                 or len(paddings) != 4 or paddings[0] != (0, 0) or paddings[3] != (0, 0)
                 or src.quant is None or padded.quant is None

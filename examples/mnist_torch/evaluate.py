@@ -25,7 +25,11 @@ REPO = HERE.parents[1]
 sys.path[:0] = [str(HERE), str(REPO)]
 from data import load_split  # noqa: E402
 
-from toolchain import pipeline  # noqa: E402
+from toolchain.driver import pipeline  # noqa: E402
+
+from toolchain.driver.options import ConvertOptions, PrecisionOptions  # noqa: E402
+
+from toolchain.driver.verify import verify  # noqa: E402
 from toolchain.float_reference import run_float  # noqa: E402
 from toolchain.importers import load_model  # noqa: E402
 
@@ -48,10 +52,10 @@ def main() -> None:
     rows = []
     for fmt, name in FORMATS.items():
         out = args.out_dir / fmt
-        report = pipeline.convert(HERE / name, "host", out, calib=HERE / "calib.npz", calib_method=args.calib_method)
+        report = pipeline.convert(HERE / name, out, ConvertOptions(precision=PrecisionOptions(args.calib_method), calib=HERE / "calib.npz"))
         graph = load_model(HERE / name)
         ours_float = np.array([run_float(graph, [x[None]])[0].argmax() for x in x_test])
-        report = pipeline.verify(out, "host", inputs)
+        report = verify(out, "host", inputs)
         v = report["verification"]
         c_acc = float((np.array(report["predictions"]) == y_test).mean())
         rows.append({"format": fmt, "file": name, "float_accuracy_torch": float_acc,

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from benchmarks.shared_models import INT8_MODELS
-from patch_inference.receptive_field import Region, input_region
+from toolchain.ops.window import Region, input_region
 from patch_inference.schedule import make_stage
 from toolchain.importers import load_model
 from toolchain.passes import fold_pad_into_conv, strip_float_io

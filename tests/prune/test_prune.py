@@ -126,7 +126,8 @@ def test_residual_add_couples_both_branches_and_the_classifier_is_frozen():
 @pytest.mark.parametrize("name", GRAPHS)
 def test_pruning_zero_percent_changes_nothing(name):
     graph = GRAPHS[name]()
-    pruned, info = prune_model(graph, ratio=0.0)
+    result = prune_model(graph, ratio=0.0)
+    pruned, info = result.graph, result.report
     x = RNG.normal(size=graph.tensors["x"].shape).astype(np.float32)
     assert np.array_equal(run_float(pruned, [x])[0], run_float(graph, [x])[0])
     assert info["macs"][0] == info["macs"][1]
@@ -155,7 +156,8 @@ def test_torch_executor_matches_the_float_reference_on_real_models():
 
 def test_ratio_is_met_with_channel_counts_in_multiples_of_four():
     graph = load_model(MODELS / "mlperf_tiny" / "resnet8_float.tflite")
-    pruned, info = prune_model(graph, ratio=0.4)
+    result = prune_model(graph, ratio=0.4)
+    pruned, info = result.graph, result.report
     assert info["macs"][1] <= 0.6 * info["macs"][0]
     for layer in info["layers"][:-1]:
         assert layer["out_channels"][1] % 4 == 0
@@ -164,9 +166,10 @@ def test_ratio_is_met_with_channel_counts_in_multiples_of_four():
 
 def test_budget_search_meets_a_mac_budget():
     graph = load_model(MODELS / "mlperf_tiny" / "resnet8_float.tflite")
-    pruned, info = prune_model(graph, budget=("macs", 6_000_000))
+    result = prune_model(graph, budget=("macs", 6_000_000))
+    pruned, info = result.graph, result.report
     assert info["macs"][1] <= 6_000_000
-    gentler, _ = prune_model(graph, ratio=max(info["ratio_requested"] - 0.05, 0))
+    gentler = prune_model(graph, ratio=max(info["ratio_requested"] - 0.05, 0)).graph
     assert graph_macs(gentler) > 6_000_000 or info["ratio_requested"] <= 0.05
 
 
@@ -174,8 +177,8 @@ def test_recovery_by_distillation_reduces_the_gap():
     graph = load_model(MODELS / "tflm" / "hello_world_float.tflite")
     x = np.linspace(0, 2 * np.pi, 256, dtype=np.float32).reshape(-1, 1)
     teacher = np.concatenate([run_float(graph, [xi[None]])[0] for xi in x])
-    raw, _ = prune_model(graph, ratio=0.5, calib=x, epochs=0)
-    tuned, _ = prune_model(graph, ratio=0.5, calib=x, epochs=60)
+    raw = prune_model(graph, ratio=0.5, calib=x, epochs=0).graph
+    tuned = prune_model(graph, ratio=0.5, calib=x, epochs=60).graph
     err = lambda g: np.mean((np.concatenate([run_float(g, [xi[None]])[0] for xi in x]) - teacher) ** 2)
     assert err(tuned) < err(raw) / 2
 
@@ -200,7 +203,7 @@ def test_recovery_keeps_its_best_state_on_held_out_samples():
     started from: recovery never ends worse than pruning left it on the held-out samples."""
     graph = residual_graph()
     x = RNG.normal(size=(40, 8, 8, 3)).astype(np.float32)
-    pruned, _ = prune_model(graph, ratio=0.5, calib=x, epochs=0)
+    pruned = prune_model(graph, ratio=0.5, calib=x, epochs=0).graph
     diverged = recover(pruned, graph, x, epochs=3, lr=1e3)
     np.testing.assert_array_equal(outputs(diverged, x), outputs(pruned, x))
 
@@ -210,7 +213,7 @@ def test_recovery_does_not_depend_on_how_folding_scaled_the_weights():
     batch norm into a model reading raw pixels leaves): recovery must train both alike."""
     graph = load_model(MODELS / "tflm" / "hello_world_float.tflite")
     x = np.linspace(0, 2 * np.pi, 128, dtype=np.float32).reshape(-1, 1)
-    pruned, _ = prune_model(graph, ratio=0.5, calib=x, epochs=0)
+    pruned = prune_model(graph, ratio=0.5, calib=x, epochs=0).graph
 
     def rescaled(g):
         w = g.ops[0].inputs[1]

@@ -7,7 +7,8 @@ import sys
 import pytest
 
 from benchmarks.shared_models import INT8_MODELS, REPO
-from toolchain import pipeline
+from toolchain.driver import pipeline
+from toolchain.driver.verify import verify
 
 sys.path.insert(0, str(REPO / "tests" / "toolchain"))
 from test_cli_errors import assert_one_line_failure, run_cli  # noqa: E402
@@ -30,7 +31,7 @@ def test_pruned_model_converts_and_verifies_byte_exact(tmp_path):
     assert any(layer["params"][1] < layer["params"][0] for layer in p["layers"])
     assert 0.0 <= p["agreement_with_unpruned"]["top1_agreement"] <= 1.0
     assert report["plan"]["stage"]["patches"], "pruning composes with patch planning"
-    v = pipeline.verify(out, "host")["verification"]
+    v = verify(out, "host")["verification"]
     assert v["bit_exact"] and v["tflm_bit_exact"], v
 
 

@@ -13,7 +13,10 @@ import torch
 
 from benchmarks.shared_models import INT8_MODELS, MODELS, REPO
 from targets import registry
-from toolchain import pipeline
+from toolchain.driver import pipeline
+from toolchain.driver.options import ConvertOptions, TargetOptions
+from toolchain.driver.manifest import MODEL_FILE
+from toolchain.driver.verify import verify
 from toolchain.reference import run_reference
 
 sys.path.insert(0, str(REPO / "tests" / "toolchain"))
@@ -27,14 +30,14 @@ CALIB = EXAMPLE / "calib.npz"
 @pytest.mark.parametrize("io", ["model", "int8"])
 def test_onnx_to_verified_c(tmp_path, io):
     out = tmp_path / "m"
-    pipeline.convert(EXAMPLE / "mnist_mbv2.onnx", "host", out, io=io, calib=CALIB)
+    pipeline.convert(EXAMPLE / "mnist_mbv2.onnx", out, ConvertOptions(TargetOptions(io=io), calib=CALIB))
     assert sorted(p.name for p in (out / "tflite").iterdir()) == [
         "model_float16.tflite", "model_float32.tflite", "model_int8.tflite"]
     header = (out / "c" / "model.h").read_text()
     assert f"typedef {'float' if io == 'model' else 'int8_t'} model_input_t;" in header
     settings = json.loads((out / "convert.json").read_text())
     assert settings["calib_method"] == "mse" and settings["calib"] == str(CALIB)
-    v = pipeline.verify(out, "host")["verification"]
+    v = verify(out, "host")["verification"]
     assert v["bit_exact"] and v["tflm_bit_exact"], v
 
 
@@ -43,8 +46,8 @@ def test_op_zoo_in_int8_c_is_byte_exact_with_tflite_micro(tmp_path):
     torch.manual_seed(0)
     model = export(Zoo(), (1, 3, 16, 16), tmp_path / "zoo.onnx")
     np.save(tmp_path / "calib.npy", np.random.default_rng(0).uniform(0, 1, (16, 3, 16, 16)).astype(np.float32))
-    pipeline.convert(model, "host", tmp_path / "zoo", calib=tmp_path / "calib.npy")
-    v = pipeline.verify(tmp_path / "zoo", "host")["verification"]
+    pipeline.convert(model, tmp_path / "zoo", ConvertOptions(calib=tmp_path / "calib.npy"))
+    v = verify(tmp_path / "zoo", "host")["verification"]
     assert v["bit_exact"] and v["tflm_bit_exact"], v
 
 
@@ -69,12 +72,12 @@ def fake_board(monkeypatch, name="rpi4"):
 def test_pi_bundle_runs_with_litert(tmp_path, monkeypatch):
     fake_board(monkeypatch)
     out = tmp_path / "pi"
-    pipeline.convert(EXAMPLE / "mnist_mbv2.pt2", "rpi4", out, calib=CALIB)
+    pipeline.convert(EXAMPLE / "mnist_mbv2.pt2", out, ConvertOptions(TargetOptions("rpi4"), calib=CALIB))
     bundle = out / "bundle"
     assert {p.name for p in bundle.iterdir()} == {"model_float32.tflite", "model_float16.tflite", "model_int8.tflite",
                                                   "run.py", "README.md", "c"}
     assert (bundle / "c" / "model.h").exists() and "rpi4" in (bundle / "README.md").read_text()
-    graph = pipeline.prepare_graph(out / pipeline.MODEL_FILE, "model")
+    graph = pipeline.prepare_graph(out / MODEL_FILE, "model")
     xs = np.random.default_rng(3).uniform(0, 1, (2, 1, 1, 28, 28)).astype(np.float32)
     np.save(tmp_path / "x.npy", xs)
     proc = subprocess.run([sys.executable, bundle / "run.py", "--input", tmp_path / "x.npy", "--reference",
@@ -92,7 +95,7 @@ def test_pi_bundle_runs_with_litert(tmp_path, monkeypatch):
 
 def test_phone_bundle_of_an_int8_model(tmp_path, monkeypatch):
     fake_board(monkeypatch, "android-arm64")
-    pipeline.convert(INT8_MODELS["resnet8_int8"], "android-arm64", tmp_path / "phone")
+    pipeline.convert(INT8_MODELS["resnet8_int8"], tmp_path / "phone", ConvertOptions(TargetOptions("android-arm64")))
     bundle = tmp_path / "phone" / "bundle"
     assert sorted(p.name for p in bundle.iterdir()) == ["README.md", "c", "model_int8.tflite", "run.py"]
     readme = (bundle / "README.md").read_text()
@@ -102,8 +105,8 @@ def test_phone_bundle_of_an_int8_model(tmp_path, monkeypatch):
 
 def test_int8_models_keep_their_file_and_refuse_calibration(tmp_path):
     out = tmp_path / "hw"
-    pipeline.convert(INT8_MODELS["hello_world_int8"], "host", out)
-    assert (out / pipeline.MODEL_FILE).read_bytes() == INT8_MODELS["hello_world_int8"].read_bytes()
+    pipeline.convert(INT8_MODELS["hello_world_int8"], out)
+    assert (out / MODEL_FILE).read_bytes() == INT8_MODELS["hello_world_int8"].read_bytes()
     assert [p.name for p in (out / "tflite").iterdir()] == ["model_int8.tflite"]
     np.save(tmp_path / "c.npy", np.zeros((2, 1), np.float32))
     convert_fails(tmp_path, INT8_MODELS["hello_world_int8"], "already quantized; --calib is for float models",

@@ -29,8 +29,9 @@ from click.testing import CliRunner  # noqa: E402
 from benchmarks.shared_models import REPO  # noqa: E402
 from quantize.mixed import (bitops, choose_bits, parse_budget, search_bits, weight_bytes,  # noqa: E402
                             weight_layers)
-from toolchain import pipeline  # noqa: E402
-from toolchain.cli import main  # noqa: E402
+from toolchain.driver import pipeline  # noqa: E402
+from toolchain.driver.verify import verify  # noqa: E402
+from toolchain.driver.cli import main  # noqa: E402
 from toolchain.errors import UserError  # noqa: E402
 from toolchain.importers import load_model  # noqa: E402
 
@@ -83,7 +84,8 @@ def test_impossible_budget_says_what_the_floor_is(mnist):
 
 def test_measured_sensitivity_grows_as_bits_shrink(mnist):
     graph, samples = mnist
-    bits, record = choose_bits(graph, samples, "weight_fraction", 0.6)
+    chosen = choose_bits(graph, samples, "weight_fraction", 0.6)
+    bits, record = chosen.bits, chosen.report
     assert record["sensitivity_samples"] == 16
     for s in record["sensitivity"].values():
         assert 0 <= s["4"] <= s["2"]
@@ -119,7 +121,7 @@ def test_mixed_mnist_end_to_end_is_byte_exact(tmp_path):
     assert precision["weight_bytes"] == sum(r["weight_bytes"] for r in precision["layers"])
     assert json.loads((out / "convert.json").read_text())["mixed"]["bits"]
     assert "tdk_unpack_weights(" in (out / "c" / "model.c").read_text()
-    verified = pipeline.verify(out, "host")
+    verified = verify(out, "host")
     assert verified["verification"]["bit_exact"]
 
 
@@ -169,7 +171,7 @@ def test_mixed_activations_end_to_end_is_byte_exact(tmp_path):
     precision = json.loads((out / "report.json").read_text())["precision"]
     assert precision["bitops"] <= 30e6 and precision["four_bit_activations"]
     assert any(r["activation_bits"] == 4 for r in precision["layers"])
-    verification = pipeline.verify(out, "host")["verification"]
+    verification = verify(out, "host")["verification"]
     assert verification["bit_exact"] and verification["tflm_bit_exact"] is None
 
 

@@ -12,12 +12,13 @@ from quantize.calibrate import load_calibration
 from quantize.quantmcu import (CANDIDATE_BITS, LowPath, calibration_feeds, feature_maps, patch_bitops,
                                plan_quantmcu)
 from patch_inference.schedule import stage_executed_macs
-from toolchain import pipeline
-from toolchain.analysis import op_macs
-from toolchain.cli import main
+from toolchain.driver import pipeline
+from toolchain.driver.options import ConvertOptions
+from toolchain.driver.verify import verify
+from toolchain.driver.cli import main
 from toolchain.ir import Graph, Op, QuantParams, Tensor
-from toolchain.lowering import lower
-from toolchain.reference import REFERENCE_OPS, run_reference
+from toolchain.ops import lower, macs, op_def
+from toolchain.reference import run_reference
 
 EXAMPLE = REPO / "examples" / "mnist_torch"
 MODEL, CALIB = EXAMPLE / "mnist_mbv2.onnx", EXAMPLE / "calib.npz"
@@ -26,7 +27,7 @@ MODEL, CALIB = EXAMPLE / "mnist_mbv2.onnx", EXAMPLE / "calib.npz"
 @pytest.fixture(scope="module")
 def mnist():
     """The MNIST example as int8, its searched patch schedule and calibration feeds."""
-    graph, _ = pipeline.import_int8(MODEL, CALIB)
+    graph = pipeline.import_int8(MODEL, ConvertOptions(calib=CALIB)).graph
     schedule = pipeline.make_schedule(graph)
     samples = load_calibration(CALIB, schedule.graph)
     return schedule.graph, schedule.stage, calibration_feeds(schedule.graph, samples[:24])
@@ -79,7 +80,7 @@ def test_patch_bitops_count_the_recomputed_macs(mnist):
     int8 = sum(patch_bitops(graph, stage))
     assert int8 == 64 * stage_executed_macs(graph, stage)
     first = graph.ops[stage.first]
-    per_pixel = op_macs(graph, first) // np.prod(graph.tensors[first.outputs[0]].shape[1:3])
+    per_pixel = macs(graph, first) // np.prod(graph.tensors[first.outputs[0]].shape[1:3])
     first_macs = per_pixel * sum(outs[0].area for outs in stage.out_regions)
     assert sum(patch_bitops(graph, stage, {first.inputs[0]: 4})) == int8 - 32 * first_macs
 
@@ -89,7 +90,7 @@ def test_requantize_onto_fewer_bits_clamps_to_their_range():
     narrow = Tensor("y", (1, 4), "int8", quant=QuantParams(np.array([0.1], np.float32), np.array([-1]), None, 4))
     graph = Graph({"x": wide, "y": narrow}, [Op("quantize", ["x"], ["y"])], ["x"], ["y"])
     p = lower(graph, graph.ops[0])
-    out = REFERENCE_OPS["quantize"](p, np.array([[-128, -5, 40, 127]], np.int8))
+    out = op_def("quantize").reference(p, np.array([[-128, -5, 40, 127]], np.int8))
     assert p["act"] == (-8, 7) and out.tolist() == [[-8, -2, 3, 7]]
 
 
@@ -114,7 +115,7 @@ def test_convert_records_the_plan_and_the_c_has_both_paths(converted):
 
 @pytest.mark.parametrize("target", ["host", "cortex-m4", "rv32imc"])
 def test_quantmcu_c_is_byte_exact_with_its_reference(converted, target):
-    report = pipeline.verify(converted, target)
+    report = verify(converted, target)
     v, bitops = report["verification"], report["quantmcu"]["patch_stage_bitops"]["verified_inputs"]
     assert v["bit_exact"] and v["tflm_bit_exact"] is None
     # random inputs are outliers, the calibration inputs among the test vectors mostly are not
@@ -127,7 +128,7 @@ def test_quantmcu_with_mixed_weights_is_byte_exact(tmp_path):
     result = CliRunner().invoke(main, ["convert", str(MODEL), "--calib", str(CALIB), "--quant", "mixed",
                                        "--weight-budget", "0.5", "--quantmcu", "--outlier-sigma", "6", "-o", str(out)])
     assert result.exit_code == 0, result.output
-    assert pipeline.verify(out, "host")["verification"]["bit_exact"]
+    assert verify(out, "host")["verification"]["bit_exact"]
 
 
 @pytest.mark.parametrize("args,message", [
@@ -162,6 +163,6 @@ def test_a_pool_ending_the_stage_keeps_its_input_on_the_int8_grid(tmp_path):
     search = json.loads((out / "report.json").read_text())["quantmcu"]["search"]
     assert search[0]["bits"] == min(CANDIDATE_BITS)
     assert search[1]["grid_of"] == "the stage output (int8)"
-    report = pipeline.verify(out, "host")
+    report = verify(out, "host")
     assert report["verification"]["bit_exact"]
     assert report["quantmcu"]["patch_stage_bitops"]["verified_inputs"]["low_path_patches"] > 0

@@ -7,7 +7,7 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from benchmarks.shared_models import INT8_MODELS, MODELS, REPO
 from quantize import post_training_quantize
-from targets.tflite_export import export_tflite
+from toolchain.tflite_export import export_tflite
 from toolchain import tflm
 from toolchain.float_reference import run_float
 from toolchain.importers import load_model

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-from targets.kernel_spec import dsp_layouts
 from targets.registry import get_target
 from tests.targets.kernel_models import Builder, expected_outputs, random_feeds, run_c, schedules
 
@@ -52,8 +51,8 @@ def check_seed(seed: int, target: str, work: Path) -> list[str]:
     feeds = random_feeds(graph, 2, seed=seed)
     failures = []
     for inplace in (False, True):
-        with dsp_layouts(get_target(target).dsp_kernels):
-            got = run_c(schedules(graph, inplace), work / f"{seed}-{int(inplace)}", target, feeds)
+        got = run_c(schedules(graph, inplace, get_target(target).kernel_profile), work / f"{seed}-{int(inplace)}",
+                    target, feeds)
         for i, x in enumerate(feeds):
             expected, pos = np.frombuffer(expected_outputs(graph, x), np.int8), 0
             mine = np.frombuffer(got[i], np.int8)
@@ -96,16 +95,19 @@ def random_op_cases(seed: int) -> list[tuple[str, tuple, dict]]:
 def check_op_models(seed: int, target: str, work: Path) -> list[str]:
     """The single-op models of seed that are not byte-exact (reference or TFLM) on target."""
     from tests.opmodels import op_model
-    from toolchain import pipeline
+    from toolchain.driver import pipeline
+    from toolchain.driver.options import ConvertOptions, PatchOptions, TargetOptions
+    from toolchain.driver.manifest import MODEL_FILE
+    from toolchain.driver.verify import verify
     failures = []
     for k, (kind, shape, params) in enumerate(random_op_cases(seed)):
         path = work / f"{seed}-{k}.tflite"
         path.write_bytes(op_model(kind, shape, seed=seed * 16 + k, **params))
         out = work / f"{seed}-{k}-{target}"
-        pipeline.convert(path, target, out, patch="none")
-        graph = pipeline.prepare_graph(out / pipeline.MODEL_FILE, "model")
+        pipeline.convert(path, out, ConvertOptions(TargetOptions(target), PatchOptions("none")))
+        graph = pipeline.prepare_graph(out / MODEL_FILE, "model")
         np.save(work / f"{seed}-{k}.npy", np.stack(pipeline.random_inputs(graph, 4, seed=k)))
-        v = pipeline.verify(out, target, work / f"{seed}-{k}.npy")["verification"]
+        v = verify(out, target, work / f"{seed}-{k}.npy")["verification"]
         if not v["bit_exact"] or v["tflm_bit_exact"] is False:
             failures.append(f"seed {seed}: {kind} {shape} {params}: reference {v['bit_exact']}, TFLM {v['tflm_bit_exact']}")
     return failures

@@ -13,6 +13,7 @@ from patch_inference.schedule import build_schedule, inplace_kind, last_uses, ma
 from targets import build as target_build
 from targets.c_emitter import emit_c_project
 from toolchain.ir import Graph, Op, QuantParams, Tensor
+from toolchain.ops.choice import PORTABLE as PORTABLE_KERNELS
 from toolchain.reference import run_reference
 
 PORTABLE = "-DTDK_PORTABLE_KERNELS"
@@ -130,17 +131,18 @@ def expected_outputs(graph: Graph, flat: np.ndarray) -> bytes:
     return b"".join(np.ascontiguousarray(o).tobytes() for o in run_reference(graph, feeds))
 
 
-def schedules(graph: Graph, inplace: bool):
-    """Layer by layer: every op out of place, or every op that can run in place in place."""
+def schedules(graph: Graph, inplace: bool, profile=PORTABLE_KERNELS):
+    """Layer by layer: every op out of place, or every op that can run in place in place; with
+    the working buffers of a target's kernels (profile)."""
     if not inplace:
-        return build_schedule(graph, None, inplace=False)
+        return build_schedule(graph, None, inplace=False, profile=profile)
     last = last_uses(graph)
     modes = {i: found for i in range(len(graph.ops)) if (found := inplace_kind(graph, i, last))}
-    return build_schedule(graph, None, inplace=modes)
+    return build_schedule(graph, None, inplace=modes, profile=profile)
 
 
-def patched_schedule(graph: Graph, first: int, last: int, grid: int):
-    return build_schedule(graph, make_stage(graph, first, last, grid), inplace=False)
+def patched_schedule(graph: Graph, first: int, last: int, grid: int, profile=PORTABLE_KERNELS):
+    return build_schedule(graph, make_stage(graph, first, last, grid), inplace=False, profile=profile)
 
 
 def run_c(schedule, out_dir: Path, target: str, feeds: list[np.ndarray], cflags: str = "") -> list[bytes]:

@@ -15,7 +15,10 @@ from benchmarks.shared_models import INT8_MODELS, REPO
 from targets import build
 from targets.elf import Elf
 from targets.registry import BOARDS, CORES, TARGETS
-from toolchain import pipeline
+from toolchain.driver import pipeline
+from toolchain.driver.options import ConvertOptions, TargetOptions
+from toolchain.driver.manifest import MODEL_FILE
+from toolchain.driver.verify import verify
 from toolchain.errors import UserError
 
 CLI = str(Path(sys.executable).with_name("tinydeploy"))
@@ -26,10 +29,10 @@ EXTRA_TARGETS = {"mcunet_vww1_int8": ("cortex-m55",)}
 INPUTS = 3   # per model and target here; benchmarks/emulation_table.py runs 10
 
 
-def convert_with_inputs(tmp_path, name, count=INPUTS, **options):
+def convert_with_inputs(tmp_path, name, count=INPUTS):
     out = tmp_path / name
-    pipeline.convert(INT8_MODELS[name], "host", out, **options)
-    graph = pipeline.prepare_graph(out / pipeline.MODEL_FILE, "model")
+    pipeline.convert(INT8_MODELS[name], out)
+    graph = pipeline.prepare_graph(out / MODEL_FILE, "model")
     np.save(tmp_path / "x.npy", np.stack(pipeline.random_inputs(graph, count, seed=7)))
     return out, tmp_path / "x.npy"
 
@@ -38,7 +41,7 @@ def convert_with_inputs(tmp_path, name, count=INPUTS, **options):
 def test_every_shared_model_is_byte_exact_in_emulation(tmp_path, name):
     out, inputs = convert_with_inputs(tmp_path, name)
     for target in CI_TARGETS + EXTRA_TARGETS.get(name, ()):
-        report = pipeline.verify(out, target, inputs)
+        report = verify(out, target, inputs)
         v, mem = report["verification"], report["memory"]
         assert report["target"] == target
         assert v["inputs"] == INPUTS and v["bit_exact"] and v["tflm_bit_exact"] is not False, (target, v)
@@ -56,10 +59,10 @@ def test_repeat_11_adds_ten_times_inputs_times_the_count(tmp_path, target):
     adds 10 x inputs x per-inference instructions to the whole run (start-up, painting and
     printing included), within 1%. And the count is the same on a second run."""
     out, inputs = convert_with_inputs(tmp_path, "resnet8_int8")
-    once = pipeline.verify(out, target, inputs)["verification"]
+    once = verify(out, target, inputs)["verification"]
     again = build.run(target, out / "build" / target / "model.elf").counts
     assert (again.total, again.per_inference) == (once["instructions_total"], once["instructions_per_inference"])
-    eleven = pipeline.verify(out, target, extra_cflags="-DMODEL_BENCH_REPEAT=11")["verification"]
+    eleven = verify(out, target, extra_cflags="-DMODEL_BENCH_REPEAT=11")["verification"]
     assert eleven["bit_exact"]
     added = eleven["instructions_total"] - once["instructions_total"]
     expected = 10 * INPUTS * once["instructions_per_inference"]
@@ -68,9 +71,9 @@ def test_repeat_11_adds_ten_times_inputs_times_the_count(tmp_path, target):
 
 def test_one_project_builds_and_runs_on_every_target(tmp_path):
     out = tmp_path / "hw"
-    pipeline.convert(INT8_MODELS["hello_world_int8"], "host", out)
+    pipeline.convert(INT8_MODELS["hello_world_int8"], out)
     for name, t in TARGETS.items():
-        report = pipeline.verify(out, name)
+        report = verify(out, name)
         assert report["verification"]["bit_exact"], name
         if t.emulator:
             assert report["verification"]["instructions_per_inference"] > 0, name
@@ -79,16 +82,16 @@ def test_one_project_builds_and_runs_on_every_target(tmp_path):
 
 def test_test_vectors_do_not_count_as_flash(tmp_path):
     out, few = convert_with_inputs(tmp_path, "hello_world_int8", count=2)
-    flash = pipeline.verify(out, "cortex-m4", few)["memory"]["flash_bytes"]
-    graph = pipeline.prepare_graph(out / pipeline.MODEL_FILE, "model")
+    flash = verify(out, "cortex-m4", few)["memory"]["flash_bytes"]
+    graph = pipeline.prepare_graph(out / MODEL_FILE, "model")
     np.save(tmp_path / "many.npy", np.stack(pipeline.random_inputs(graph, 200, seed=1)))
-    assert pipeline.verify(out, "cortex-m4", tmp_path / "many.npy")["memory"]["flash_bytes"] == flash
+    assert verify(out, "cortex-m4", tmp_path / "many.npy")["memory"]["flash_bytes"] == flash
 
 
 def test_a_board_links_against_its_budgets(tmp_path):
     out = tmp_path / "hw"
-    pipeline.convert(INT8_MODELS["hello_world_int8"], "stm32f103c8", out)
-    report = pipeline.verify(out)
+    pipeline.convert(INT8_MODELS["hello_world_int8"], out, ConvertOptions(TargetOptions("stm32f103c8")))
+    report = verify(out)
     board = TARGETS["stm32f103c8"]
     mem = report["memory"]
     assert report["target"] == "stm32f103c8" and report["verification"]["bit_exact"]
@@ -154,7 +157,7 @@ def patched(elf: Path, code: bytes, dest: Path) -> Path:
 @pytest.mark.parametrize("target", CI_TARGETS)
 def test_hang_and_fault_are_failures_naming_the_target(tmp_path, target):
     out = tmp_path / "hw"
-    pipeline.convert(INT8_MODELS["hello_world_int8"], "host", out)
+    pipeline.convert(INT8_MODELS["hello_world_int8"], out)
     elf = build.build(out / "c", target, tmp_path / "build")
     for kind, code in BROKEN[target].items():
         with pytest.raises(UserError) as err:

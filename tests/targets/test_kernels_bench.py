@@ -7,8 +7,11 @@ import pytest
 from click.testing import CliRunner
 
 from benchmarks.shared_models import INT8_MODELS
-from toolchain import pipeline
-from toolchain.cli import main
+from toolchain.driver import pipeline
+from toolchain.driver.options import ConvertOptions, PatchOptions, TargetOptions
+from toolchain.driver.manifest import MODEL_FILE
+from toolchain.driver.verify import verify
+from toolchain.driver.cli import main
 
 
 def test_bench_reports_both_flavours_and_per_op_counts(tmp_path):
@@ -44,10 +47,10 @@ CORTEX_M4_LIMITS = {"vww_96_int8": 10_670_000, "resnet8_int8": 19_820_000, "mcun
 @pytest.mark.parametrize("name", sorted(CORTEX_M4_LIMITS))
 def test_cortex_m4_instruction_counts_meet_the_targets(tmp_path, name):
     out = tmp_path / name
-    report = pipeline.convert(INT8_MODELS[name], "cortex-m4", out, patch="none")
-    graph = pipeline.prepare_graph(out / pipeline.MODEL_FILE, "model")
+    report = pipeline.convert(INT8_MODELS[name], out, ConvertOptions(TargetOptions("cortex-m4"), PatchOptions("none")))
+    graph = pipeline.prepare_graph(out / MODEL_FILE, "model")
     np.save(tmp_path / "x.npy", np.stack(pipeline.random_inputs(graph, 2, seed=3)))
-    v = pipeline.verify(out, "cortex-m4", tmp_path / "x.npy")["verification"]
+    v = verify(out, "cortex-m4", tmp_path / "x.npy")["verification"]
     assert v["bit_exact"] and v["tflm_bit_exact"] is not False
     instructions = v["instructions_per_inference"]
     assert instructions <= 1.5 * report["compute"]["macs"]

@@ -7,13 +7,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from targets.c_emitter import WEIGHTED_KINDS
-from targets.kernel_spec import dsp_gemm_weights, dsp_layouts
 from targets.registry import get_target
 from tests.targets.kernel_models import (PORTABLE, expected_outputs, patched_schedule, random_feeds, run_c,
                                          schedules)
 from tests.targets.test_kernels_host import chain_graph, sweep_graph
 from toolchain.ir import Graph
+from toolchain.ops import weighted
+from toolchain.ops.kernel_spec import dsp_gemm_weights
 from toolchain.packing import unpacked_bytes, weight_range
 
 
@@ -23,7 +23,7 @@ def with_weight_bits(graph: Graph, bits_of) -> Graph:
     tensors = dict(graph.tensors)
     rng = np.random.default_rng(5)
     for i, op in enumerate(graph.ops):
-        if op.kind not in WEIGHTED_KINDS or bits_of(i) == 8:
+        if not weighted(op) or bits_of(i) == 8:
             continue
         t = tensors[op.inputs[1]]
         bits = bits_of(i)
@@ -45,21 +45,19 @@ def with_four_bit_outputs(graph: Graph) -> Graph:
     return Graph(tensors, graph.ops, graph.inputs, graph.outputs)
 
 
-def runs(bits_of, four_bit_outputs=False):
+def runs(bits_of, profile, four_bit_outputs=False):
     sweep, chain = with_weight_bits(sweep_graph(), bits_of), with_weight_bits(chain_graph(), bits_of)
     if four_bit_outputs:
         sweep, chain = with_four_bit_outputs(sweep), with_four_bit_outputs(chain)
-    return [(sweep, schedules(sweep, False)), (sweep, schedules(sweep, True)),
-            (chain, patched_schedule(chain, 0, 3, 3))]
+    return [(sweep, schedules(sweep, False, profile)), (sweep, schedules(sweep, True, profile)),
+            (chain, patched_schedule(chain, 0, 3, 3, profile))]
 
 
 def check(tmp_path, target, bits_of, cflags="", four_bit_outputs=False):
-    with dsp_layouts(get_target(target).dsp_kernels):   # as `convert --target TARGET` lays them out
-        planned = runs(bits_of, four_bit_outputs)
-    for k, (graph, schedule) in enumerate(planned):
+    # the working buffers `convert --target TARGET` lays out
+    for k, (graph, schedule) in enumerate(runs(bits_of, get_target(target).kernel_profile, four_bit_outputs)):
         feeds = random_feeds(graph, 2, seed=13)
-        with dsp_layouts(get_target(target).dsp_kernels):
-            got = run_c(schedule, tmp_path / f"run{k}", target, feeds, cflags)
+        got = run_c(schedule, tmp_path / f"run{k}", target, feeds, cflags)
         for i, x in enumerate(feeds):
             expected = expected_outputs(graph, x)
             assert got[i] == expected, f"run {k}, input {i}"
@@ -73,7 +71,7 @@ def check(tmp_path, target, bits_of, cflags="", four_bit_outputs=False):
 def test_packed_kernels_on_host_are_byte_exact(tmp_path, bits, cflags):
     check(tmp_path, "host", lambda i: bits, cflags)
     model_c = (tmp_path / "run0" / "c" / "model.c").read_text()
-    assert model_c.count("tdk_unpack_weights(") == sum(op.kind in WEIGHTED_KINDS for op in sweep_graph().ops)
+    assert model_c.count("tdk_unpack_weights(") == sum(weighted(op) for op in sweep_graph().ops)
 
 
 def test_packed_weights_are_in_flash_packed(tmp_path):
@@ -81,10 +79,10 @@ def test_packed_weights_are_in_flash_packed(tmp_path):
     graph = with_weight_bits(sweep_graph(), lambda i: 4)
     int8 = emit_c_project(schedules(sweep_graph(), False), tmp_path / "int8", [])
     packed = emit_c_project(schedules(graph, False), tmp_path / "packed", [])
-    weights = sum(graph.tensors[op.inputs[1]].size for op in graph.ops if op.kind in WEIGHTED_KINDS)
-    assert 0 < int8["weights_bytes"] - packed["weights_bytes"] <= weights // 2 + len(graph.ops)
+    weights = sum(graph.tensors[op.inputs[1]].size for op in graph.ops if weighted(op))
+    assert 0 < int8.weights_bytes - packed.weights_bytes <= weights // 2 + len(graph.ops)
     scratch = {b.name: b for b in schedules(graph, False).buffers if b.name.startswith("unpack")}
-    assert len(scratch) == sum(op.kind in WEIGHTED_KINDS for op in graph.ops)
+    assert len(scratch) == sum(weighted(op) for op in graph.ops)
     for i, op in enumerate(graph.ops):   # the op's own step only; at least its int8 weights
         assert scratch[f"unpack{i}"].first == scratch[f"unpack{i}"].last == i + 1
         assert scratch[f"unpack{i}"].size >= graph.tensors[op.inputs[1]].size

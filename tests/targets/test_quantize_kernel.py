@@ -7,7 +7,8 @@ import pytest
 
 from tests.opmodels import op_model
 from tests.targets.kernel_models import _q, expected_outputs, run_c, schedules
-from toolchain import pipeline, tflm
+from toolchain import tflm
+from toolchain.driver import pipeline
 from toolchain.importers.tflite import import_tflite
 from toolchain.ir import Graph, Op, Tensor
 from toolchain.reference import run_reference

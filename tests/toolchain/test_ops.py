@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 
 from opmodels import op_model, op_names
-from toolchain import pipeline, tflm
+from toolchain import tflm
+from toolchain.driver import pipeline
+from toolchain.driver.options import ConvertOptions, PatchOptions
+from toolchain.driver.verify import verify
 from toolchain.importers.tflite import import_tflite
 from toolchain.reference import run_reference
 
@@ -91,7 +94,7 @@ def test_op_reference_and_c_match_tflm(tmp_path, case):
             assert np.array_equal(a.reshape(-1).view(np.uint8), b.reshape(-1).view(np.uint8))
     path = tmp_path / "op.tflite"
     path.write_bytes(model)
-    pipeline.convert(path, "host", tmp_path / "out", patch="none")
+    pipeline.convert(path, tmp_path / "out", ConvertOptions(patch=PatchOptions("none")))
     np.save(tmp_path / "x.npy", np.stack(inputs[:8]))
-    v = pipeline.verify(tmp_path / "out", "host", tmp_path / "x.npy")["verification"]
+    v = verify(tmp_path / "out", "host", tmp_path / "x.npy")["verification"]
     assert v["bit_exact"] and v["tflm_bit_exact"]

@@ -23,7 +23,7 @@ def test_wheel_carries_the_templates_and_converts(tmp_path):
     source = {p.relative_to(REPO / "templates").as_posix() for p in (REPO / "templates").rglob("*.j2")}
     assert templates == source
     env = dict(os.environ, PYTHONPATH=str(site))
-    code = "import templates, toolchain.cli as c; assert templates.__file__.startswith(%r); c.main()" % str(site)
+    code = "import templates, toolchain.driver.cli as c; assert templates.__file__.startswith(%r); c.main()" % str(site)
     proc = subprocess.run([sys.executable, "-c", code, "convert", str(EXAMPLE), "-o", str(tmp_path / "out")],
                           capture_output=True, text=True, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr

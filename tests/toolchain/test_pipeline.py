@@ -6,7 +6,11 @@ import numpy as np
 import pytest
 
 from benchmarks.shared_models import INT8_MODELS, TFLM_ARENA_BYTES, real_float_inputs, to_model_input
-from toolchain import pipeline, tflm
+from toolchain import tflm
+from toolchain.driver import pipeline
+from toolchain.driver.options import ConvertOptions, TargetOptions
+from toolchain.driver.manifest import MODEL_FILE
+from toolchain.driver.verify import verify
 
 CASES = [(name, "model") for name in INT8_MODELS] + [("mcunet_vww1_int8", "int8")]
 
@@ -14,12 +18,12 @@ CASES = [(name, "model") for name in INT8_MODELS] + [("mcunet_vww1_int8", "int8"
 @pytest.mark.parametrize("name,io", CASES)
 def test_convert_verify_bit_exact(tmp_path, name, io):
     out = tmp_path / name
-    report = pipeline.convert(INT8_MODELS[name], "host", out, io=io)
-    graph = pipeline.prepare_graph(out / pipeline.MODEL_FILE, io)
+    report = pipeline.convert(INT8_MODELS[name], out, ConvertOptions(TargetOptions(io=io)))
+    graph = pipeline.prepare_graph(out / MODEL_FILE, io)
     real = [to_model_input(graph, image).reshape(-1) for _, image in real_float_inputs(name)]
     inputs = np.stack(pipeline.random_inputs(graph, 20, seed=7) + real)
     np.save(tmp_path / "inputs.npy", inputs)
-    report = pipeline.verify(out, "host", tmp_path / "inputs.npy")
+    report = verify(out, "host", tmp_path / "inputs.npy")
     v = report["verification"]
     assert v["inputs"] == 20 + len(real)
     assert v["bit_exact"], v["mismatched_inputs"]
@@ -37,29 +41,29 @@ def test_convert_verify_bit_exact(tmp_path, name, io):
 
 def test_resnet8_says_cat_on_the_cat_photo(tmp_path):
     out = tmp_path / "r8"
-    pipeline.convert(INT8_MODELS["resnet8_int8"], "host", out)
-    graph = pipeline.prepare_graph(out / pipeline.MODEL_FILE, "model")
+    pipeline.convert(INT8_MODELS["resnet8_int8"], out)
+    graph = pipeline.prepare_graph(out / MODEL_FILE, "model")
     (_, cat), = real_float_inputs("resnet8_int8")
     np.save(tmp_path / "cat.npy", to_model_input(graph, cat)[None])
-    report = pipeline.verify(out, "host", tmp_path / "cat.npy")
+    report = verify(out, "host", tmp_path / "cat.npy")
     assert report["predictions"] == [3]
 
 
 def test_io_int8_writes_boundary_quantization_into_model_h(tmp_path):
     out = tmp_path / "m"
-    pipeline.convert(INT8_MODELS["mcunet_vww1_int8"], "host", out, io="int8")
+    pipeline.convert(INT8_MODELS["mcunet_vww1_int8"], out, ConvertOptions(TargetOptions(io="int8")))
     header = (out / "c" / "model.h").read_text()
     assert "typedef int8_t model_input_t;" in header
     assert "#define MODEL_INPUT_SCALE" in header and "#define MODEL_INPUT_ZERO_POINT (0)" in header
     float_out = tmp_path / "f"
-    pipeline.convert(INT8_MODELS["mcunet_vww1_int8"], "host", float_out)
+    pipeline.convert(INT8_MODELS["mcunet_vww1_int8"], float_out)
     assert "typedef float model_input_t;" in (float_out / "c" / "model.h").read_text()
 
 
 def test_convert_replaces_an_existing_folder_whole(tmp_path):
     out = tmp_path / "hw"
-    pipeline.convert(INT8_MODELS["hello_world_int8"], "host", out)
+    pipeline.convert(INT8_MODELS["hello_world_int8"], out)
     (out / "stale.txt").write_text("old")
-    pipeline.convert(INT8_MODELS["hello_world_int8"], "host", out)
+    pipeline.convert(INT8_MODELS["hello_world_int8"], out)
     assert not (out / "stale.txt").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hw"]

@@ -8,8 +8,7 @@ from dataclasses import replace
 import numpy as np
 
 from ..ir import Graph, Op, Tensor
-
-FUSES_ACTIVATION = ("conv2d", "depthwise_conv2d", "fully_connected", "add", "mul", "avg_pool2d", "max_pool2d")
+from ..ops import is_convolution, op_def
 
 
 def _sole_consumer(graph: Graph, ops: list[Op], name: str) -> Op | None:
@@ -40,14 +39,15 @@ def fold_batch_norm(graph: Graph) -> Graph:
     ops, extra = list(graph.ops), {}
     for affine in [op for op in graph.ops if is_channel_affine(graph, op)]:
         producer = next((op for op in ops if affine.inputs[0] in op.outputs), None)
-        if (producer is None or producer.kind not in ("conv2d", "depthwise_conv2d")
+        if (producer is None or not is_convolution(producer)
                 or producer.attrs.get("activation") or _sole_consumer(graph, ops, affine.inputs[0]) is not affine):
             continue
         scale = graph.tensors[affine.inputs[1]].data.reshape(-1).astype(np.float64)
         shift = graph.tensors[affine.inputs[2]].data.astype(np.float64)
         w = {**graph.tensors, **extra}[producer.inputs[1]]
         b = {**graph.tensors, **extra}[producer.inputs[2]]
-        axis_shape = (-1, 1, 1, 1) if producer.kind == "conv2d" else (1, 1, 1, -1)
+        axis_shape = [1, 1, 1, 1]
+        axis_shape[op_def(producer.kind).weights.out_axis] = -1
         new_w = Tensor(f"{w.name}/bn", w.shape, "float32",
                        (w.data.astype(np.float64) * scale.reshape(axis_shape)).astype(np.float32))
         new_b = Tensor(f"{b.name}/bn", b.shape, "float32",
@@ -64,7 +64,7 @@ def fuse_activations(graph: Graph) -> Graph:
     ops = list(graph.ops)
     for act in [op for op in graph.ops if op.kind in ("relu", "relu6")]:
         producer = next((op for op in ops if act.inputs[0] in op.outputs), None)
-        if (producer is None or producer.kind not in FUSES_ACTIVATION or producer.attrs.get("activation")
+        if (producer is None or not op_def(producer.kind).fuses_activation or producer.attrs.get("activation")
                 or _sole_consumer(graph, ops, act.inputs[0]) is not act):
             continue
         ops[ops.index(producer)] = replace(producer, outputs=list(act.outputs),

@@ -6,6 +6,8 @@ import tflite
 
 from ..errors import UserError
 from ..ir import Graph, Op, QuantParams, Tensor
+from ..ops import DEFINITIONS
+from ..ops.base import REQUIRED
 
 TENSOR_TYPES = {
     tflite.TensorType.FLOAT32: "float32", tflite.TensorType.INT32: "int32",
@@ -21,89 +23,43 @@ ACTIVATIONS = {
 PADDINGS = {tflite.Padding.SAME: "same", tflite.Padding.VALID: "valid"}
 
 
-def _options(op, cls):
+def _options(op, name):
+    """The op's options table of TensorFlow's schema class `name`, or None when the file has none."""
     table = op.BuiltinOptions()
-    options = cls()
-    if table is not None:
-        options.Init(table.Bytes, table.Pos)
-        return options
-    return None
+    if table is None:
+        return None
+    options = getattr(tflite, name)()
+    options.Init(table.Bytes, table.Pos)
+    return options
 
 
-def _activation(options, where):
-    code = options.FusedActivationFunction() if options is not None else 0
-    if code not in ACTIVATIONS:
-        raise UserError(f"{where}: unsupported fused activation (code {code})")
-    return ACTIVATIONS[code]
+def _decode(value, kind: str, where: str):
+    if kind == "padding":
+        return PADDINGS[value]
+    if kind == "activation":
+        if value not in ACTIVATIONS:
+            raise UserError(f"{where}: unsupported fused activation (code {value})")
+        return ACTIVATIONS[value]
+    return {"bool": bool, "float": float}.get(kind, lambda v: v)(value)
 
 
-def _conv_attrs(op, where):
-    o = _options(op, tflite.Conv2DOptions)
-    return {"stride": (o.StrideH(), o.StrideW()), "padding": PADDINGS[o.Padding()],
-            "dilation": (o.DilationHFactor(), o.DilationWFactor()),
-            "activation": _activation(o, where)}
+def read_attrs(op, binding, where) -> dict:
+    """The op's attributes from its options table (binding: the op definition's TFLite fields);
+    a field without a default needs the table."""
+    options = _options(op, binding.options) if binding.fields else None
+    attrs = {}
+    for attr, field in binding.fields.items():
+        if options is None and field.default is not REQUIRED:
+            attrs[attr] = field.default
+            continue
+        names = (field.names,) if isinstance(field.names, str) else field.names
+        values = tuple(_decode(getattr(options, name)(), field.kind, where) for name in names)
+        attrs[attr] = values[0] if isinstance(field.names, str) else values
+    return attrs
 
 
-def _depthwise_attrs(op, where):
-    o = _options(op, tflite.DepthwiseConv2DOptions)
-    return {"stride": (o.StrideH(), o.StrideW()), "padding": PADDINGS[o.Padding()],
-            "dilation": (o.DilationHFactor(), o.DilationWFactor()),
-            "activation": _activation(o, where)}
-
-
-def _pool_attrs(op, where):
-    o = _options(op, tflite.Pool2DOptions)
-    return {"filter": (o.FilterHeight(), o.FilterWidth()), "stride": (o.StrideH(), o.StrideW()),
-            "padding": PADDINGS[o.Padding()], "activation": _activation(o, where)}
-
-
-def _activation_only(cls):
-    return lambda op, where: {"activation": _activation(_options(op, cls), where)}
-
-
-def _softmax_attrs(op, where):
-    o = _options(op, tflite.SoftmaxOptions)
-    return {"beta": float(o.Beta()) if o is not None else 1.0}
-
-
-def _concat_attrs(op, where):
-    o = _options(op, tflite.ConcatenationOptions)
-    return {"axis": o.Axis(), "activation": _activation(o, where)}
-
-
-def _mean_attrs(op, where):
-    o = _options(op, tflite.ReducerOptions)
-    return {"keep_dims": bool(o.KeepDims()) if o is not None else False}
-
-
-def _no_attrs(op, where):
-    return {}
-
-
-# TFLite builtin -> (IR kind, attribute reader, number of leading data inputs kept as op inputs).
-# Parameter inputs beyond those (axes, paddings, perm, shape) become attributes below.
-BUILTINS = {
-    "CONV_2D": ("conv2d", _conv_attrs, 3),
-    "DEPTHWISE_CONV_2D": ("depthwise_conv2d", _depthwise_attrs, 3),
-    "FULLY_CONNECTED": ("fully_connected", _activation_only(tflite.FullyConnectedOptions), 3),
-    "ADD": ("add", _activation_only(tflite.AddOptions), 2),
-    "MUL": ("mul", _activation_only(tflite.MulOptions), 2),
-    "AVERAGE_POOL_2D": ("avg_pool2d", _pool_attrs, 1),
-    "MAX_POOL_2D": ("max_pool2d", _pool_attrs, 1),
-    "MEAN": ("mean", _mean_attrs, 1),
-    "PAD": ("pad", _no_attrs, 1),
-    "PADV2": ("pad", _no_attrs, 1),
-    "RESHAPE": ("reshape", _no_attrs, 1),
-    "SQUEEZE": ("reshape", _no_attrs, 1),
-    "EXPAND_DIMS": ("reshape", _no_attrs, 1),
-    "TRANSPOSE": ("transpose", _no_attrs, 1),
-    "CONCATENATION": ("concat", _concat_attrs, None),
-    "SOFTMAX": ("softmax", _softmax_attrs, 1),
-    "QUANTIZE": ("quantize", _no_attrs, 1),
-    "DEQUANTIZE": ("dequantize", _no_attrs, 1),
-    "RELU": ("relu", _no_attrs, 1),
-    "RELU6": ("relu6", _no_attrs, 1),
-}
+# TFLite builtin -> the op definition that reads it
+BUILTINS = {builtin: d for d in DEFINITIONS for builtin in d.tflite.builtins}
 
 
 def import_tflite(data: bytes, source: str = "model") -> Graph:
@@ -182,11 +138,14 @@ def _import_subgraph(model, data, source) -> Graph:
         inputs = [names[i] if i >= 0 else None for i in op.InputsAsNumpy()]
         outputs = [names[i] for i in op.OutputsAsNumpy()]
         where = f"{source}: op {index} ({op_name})"
-        kind, read_attrs, n_data = BUILTINS[op_name]
-        attrs = read_attrs(op, where)
-        attrs.update(_parameter_inputs(op_name, inputs, tensors, where))
-        kept = inputs if n_data is None else inputs[:n_data]
-        ops.append(Op(kind=kind, inputs=[n for n in kept if n is not None], outputs=outputs,
+        definition = BUILTINS[op_name]
+        binding = definition.tflite
+        attrs = read_attrs(op, binding, where)
+        if binding.read_params is not None:
+            attrs.update(binding.read_params(
+                op_name, inputs, lambda position, what: _const_input(inputs, position, tensors, where, what)))
+        kept = inputs if binding.data_inputs is None else inputs[:binding.data_inputs]
+        ops.append(Op(kind=definition.kind, inputs=[n for n in kept if n is not None], outputs=outputs,
                       attrs=attrs, name=f"{index}:{op_name}"))
     if unsupported:
         raise UserError(f"{source}: unsupported op{'s' if len(unsupported) > 1 else ''}: "
@@ -209,18 +168,3 @@ def _const_input(inputs, position, tensors, where, what):
     if name is None or not tensors[name].is_const:
         raise UserError(f"{where}: {what} must be a constant tensor")
     return tensors[name].data
-
-
-def _parameter_inputs(op_name, inputs, tensors, where) -> dict:
-    """Turn the constant parameter inputs of shape-manipulating ops into attributes."""
-    if op_name == "MEAN":
-        return {"axes": tuple(int(a) for a in _const_input(inputs, 1, tensors, where, "axes").reshape(-1))}
-    if op_name in ("PAD", "PADV2"):
-        paddings = _const_input(inputs, 1, tensors, where, "paddings").reshape(-1, 2)
-        attrs = {"paddings": tuple((int(a), int(b)) for a, b in paddings)}
-        if op_name == "PADV2" and len(inputs) > 2 and inputs[2] is not None:
-            attrs["pad_value"] = int(_const_input(inputs, 2, tensors, where, "pad value").reshape(-1)[0])
-        return attrs
-    if op_name == "TRANSPOSE":
-        return {"perm": tuple(int(a) for a in _const_input(inputs, 1, tensors, where, "perm").reshape(-1))}
-    return {}

@@ -13,7 +13,9 @@ import flatbuffers
 import numpy as np
 import tflite
 
-from toolchain.ir import Graph, Op
+from .ir import Graph, Op
+from .ops import op_def
+from .ops.base import REQUIRED
 
 TENSOR_TYPES = {"float32": tflite.TensorType.FLOAT32, "float16": tflite.TensorType.FLOAT16,
                 "int32": tflite.TensorType.INT32, "uint8": tflite.TensorType.UINT8,
@@ -23,29 +25,6 @@ ACTIVATIONS = {None: tflite.ActivationFunctionType.NONE, "relu": tflite.Activati
                "relu6": tflite.ActivationFunctionType.RELU6,
                "relu_n1_to_1": tflite.ActivationFunctionType.RELU_N1_TO_1}
 PADDINGS = {"same": tflite.Padding.SAME, "valid": tflite.Padding.VALID}
-
-# IR kind -> (TFLite builtin, options table or None, op version for float, for int8): the versions
-# TensorFlow's converter writes for these types (TFLM ignores them; LiteRT needs them registered).
-BUILTINS = {
-    "conv2d": ("CONV_2D", "Conv2DOptions", 1, 3),
-    "depthwise_conv2d": ("DEPTHWISE_CONV_2D", "DepthwiseConv2DOptions", 1, 3),
-    "fully_connected": ("FULLY_CONNECTED", "FullyConnectedOptions", 1, 4),
-    "add": ("ADD", "AddOptions", 1, 2),
-    "mul": ("MUL", "MulOptions", 1, 2),
-    "avg_pool2d": ("AVERAGE_POOL_2D", "Pool2DOptions", 1, 2),
-    "max_pool2d": ("MAX_POOL_2D", "Pool2DOptions", 1, 2),
-    "mean": ("MEAN", "ReducerOptions", 1, 2),
-    "pad": ("PAD", "PadOptions", 1, 2),
-    "reshape": ("RESHAPE", "ReshapeOptions", 1, 1),
-    "transpose": ("TRANSPOSE", "TransposeOptions", 1, 2),
-    "concat": ("CONCATENATION", "ConcatenationOptions", 1, 2),
-    "softmax": ("SOFTMAX", "SoftmaxOptions", 1, 2),
-    "quantize": ("QUANTIZE", "QuantizeOptions", 1, 1),
-    "dequantize": ("DEQUANTIZE", "DequantizeOptions", 2, 2),
-    "relu": ("RELU", None, 1, 2),
-    "relu6": ("RELU6", None, 1, 2),
-}
-
 
 @dataclass
 class _Tensor:
@@ -136,49 +115,38 @@ class _Lowered:
             raise ValueError(f"op {op.name}: export the graph before pad folding")
         inputs = [self.tensor_of(n) for n in op.inputs]
         out = self.graph.tensors[op.outputs[0]]
-        if op.kind == "mean":
-            inputs.append(self.parameter(op, "axes", op.attrs["axes"]))
-        elif op.kind == "pad":
-            inputs.append(self.parameter(op, "paddings", op.attrs["paddings"]))
-        elif op.kind == "reshape":
-            inputs.append(self.parameter(op, "shape", out.shape))
-        elif op.kind == "transpose":
-            inputs.append(self.parameter(op, "perm", op.attrs["perm"]))
+        write_params = op_def(op.kind).tflite.write_params
+        for what, values in write_params(op, out) if write_params else ():
+            inputs.append(self.parameter(op, what, values))
         int8 = out.dtype == "int8" or self.graph.tensors[op.inputs[0]].dtype == "int8"
         self.ops.append(_Op(op.kind, inputs, [self.tensor_of(op.outputs[0])], op.attrs, int8))
 
 
+def _encode(value, kind: str):
+    if kind == "padding":
+        return PADDINGS[value]
+    if kind == "activation":
+        return ACTIVATIONS[value]
+    return {"bool": bool, "float": float}.get(kind, lambda v: v)(value)
+
+
 def _options(b: flatbuffers.Builder, op: _Op, shape_of) -> int | None:
-    a = op.attrs
-    act = ACTIVATIONS[a.get("activation")]
-    if op.kind == "conv2d":
-        return _table(b, "Conv2DOptions", Padding=PADDINGS[a["padding"]], StrideW=a["stride"][1],
-                      StrideH=a["stride"][0], FusedActivationFunction=act,
-                      DilationWFactor=a.get("dilation", (1, 1))[1], DilationHFactor=a.get("dilation", (1, 1))[0])
-    if op.kind == "depthwise_conv2d":
-        multiplier = shape_of(op.outputs[0])[3] // shape_of(op.inputs[0])[3]
-        return _table(b, "DepthwiseConv2DOptions", Padding=PADDINGS[a["padding"]], StrideW=a["stride"][1],
-                      StrideH=a["stride"][0], DepthMultiplier=multiplier, FusedActivationFunction=act,
-                      DilationWFactor=a.get("dilation", (1, 1))[1], DilationHFactor=a.get("dilation", (1, 1))[0])
-    if op.kind == "fully_connected":
-        return _table(b, "FullyConnectedOptions", FusedActivationFunction=act)
-    if op.kind in ("add", "mul"):
-        return _table(b, "AddOptions" if op.kind == "add" else "MulOptions", FusedActivationFunction=act)
-    if op.kind in ("avg_pool2d", "max_pool2d"):
-        return _table(b, "Pool2DOptions", Padding=PADDINGS[a["padding"]], StrideW=a["stride"][1],
-                      StrideH=a["stride"][0], FilterWidth=a["filter"][1], FilterHeight=a["filter"][0],
-                      FusedActivationFunction=act)
-    if op.kind == "mean":
-        return _table(b, "ReducerOptions", KeepDims=bool(a.get("keep_dims", False)))
-    if op.kind == "reshape":
-        new_shape = b.CreateNumpyVector(np.asarray(shape_of(op.outputs[0]), np.int32))
-        return _table(b, "ReshapeOptions", NewShape=new_shape)
-    if op.kind == "concat":
-        return _table(b, "ConcatenationOptions", Axis=a["axis"], FusedActivationFunction=act)
-    if op.kind == "softmax":
-        return _table(b, "SoftmaxOptions", Beta=float(a.get("beta", 1.0)))
-    table = BUILTINS[op.kind][1]
-    return _table(b, table) if table else None
+    """The op's options table: its attributes in the fields the op definition names, written in
+    the definition's order (vectors first: a table cannot hold one being built)."""
+    binding = op_def(op.kind).tflite
+    if binding.options is None:
+        return None
+    values = {}
+    for attr, field in binding.fields.items():
+        value = op.attrs[attr] if field.default is REQUIRED else op.attrs.get(attr, field.default)
+        if isinstance(field.names, str):
+            values[field.names] = _encode(value, field.kind)
+        else:
+            values.update({name: _encode(v, field.kind) for name, v in zip(field.names, value)})
+    if binding.write_extra is not None:
+        values.update(binding.write_extra(op, shape_of))
+    values = {name: b.CreateNumpyVector(v) if isinstance(v, np.ndarray) else v for name, v in values.items()}
+    return _table(b, binding.options, **{name: values[name] for name in binding.order})
 
 
 def _quantization(b: flatbuffers.Builder, quant) -> int | None:
@@ -212,13 +180,14 @@ def export_tflite(graph: Graph, float16_weights: bool = False, description: str 
     op_offsets = []
     shape_of = lambda i: lowered.tensors[i].shape  # noqa: E731
     for op in lowered.ops:
-        builtin, _, float_version, int8_version = BUILTINS[op.kind]
-        codes.setdefault((builtin, int8_version if op.int8 else float_version), len(codes))
+        binding = op_def(op.kind).tflite
+        builtin, version = binding.builtins[0], binding.versions[1 if op.int8 else 0]
+        codes.setdefault((builtin, version), len(codes))
         inputs = b.CreateNumpyVector(np.asarray(op.inputs, np.int32))
         outputs = b.CreateNumpyVector(np.asarray(op.outputs, np.int32))
         options = _options(b, op, shape_of)
-        options_type = getattr(tflite.BuiltinOptions, BUILTINS[op.kind][1]) if options is not None else 0
-        op_offsets.append(_table(b, "Operator", OpcodeIndex=codes[(builtin, int8_version if op.int8 else float_version)],
+        options_type = getattr(tflite.BuiltinOptions, binding.options) if options is not None else 0
+        op_offsets.append(_table(b, "Operator", OpcodeIndex=codes[(builtin, version)],
                                  Inputs=inputs, Outputs=outputs, BuiltinOptionsType=options_type,
                                  BuiltinOptions=options))
     code_offsets = []

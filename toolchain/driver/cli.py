@@ -1,4 +1,4 @@
-"""The `tinydeploy` command: a thin click shell over toolchain.pipeline.
+"""The `tinydeploy` command: a thin click shell over the driver (pipeline, verify, bench).
 
 Every failure a user can cause ends as one line on stderr and exit code 2.
 """
@@ -14,8 +14,9 @@ from rich.table import Table
 
 from quantize import DEFAULT_METHOD, METHODS
 from quantize.quantmcu import DEFAULT_LAMBDA, DEFAULT_SIGMA
+from toolchain.errors import UserError
 
-from .errors import UserError
+from .options import ConvertOptions
 
 console = Console()
 
@@ -49,35 +50,37 @@ def main():
     """tinydeploy: trained model -> C for microcontrollers, verified bit-exact."""
 
 
-def _progress():
-    status = console.status("working")
-    status.start()
+class RichProgress:
+    """The Progress protocol (driver/progress.py) on the terminal: a status line, and a bar in
+    its place while a counter runs."""
 
-    def step(message: str):
-        status.update(message)
-    step.stop = status.stop
-    step.start = status.start
-    return step
+    def __init__(self):
+        self.status = console.status("working")
+        self.status.start()
 
+    def step(self, message: str) -> None:
+        self.status.update(message)
 
-def _bar(step, description: str):
-    """A progress bar for (done, total) callbacks, shown in place of the status line while it runs."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-    state = {}
+    def stop(self) -> None:
+        self.status.stop()
 
-    def update(done: int, total: int, note: str | None = None):
-        if "bar" not in state:
-            step.stop()
-            state["bar"] = Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(),
-                                    TimeRemainingColumn(), console=console, transient=True)
-            state["bar"].start()
-            state["task"] = state["bar"].add_task(description, total=total)
-        state["bar"].update(state["task"], completed=done,
-                            description=f"{description} {note}" if note else description)
-        if done >= total:
-            state.pop("bar").stop()
-            step.start()
-    return update
+    def counter(self, description: str):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        state = {}
+
+        def update(done: int, total: int, note: str | None = None):
+            if "bar" not in state:
+                self.status.stop()
+                state["bar"] = Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(),
+                                        TimeRemainingColumn(), console=console, transient=True)
+                state["bar"].start()
+                state["task"] = state["bar"].add_task(description, total=total)
+            state["bar"].update(state["task"], completed=done,
+                                description=f"{description} {note}" if note else description)
+            if done >= total:
+                state.pop("bar").stop()
+                self.status.start()
+        return update
 
 
 def _shape(ctx, param, value):
@@ -148,62 +151,30 @@ input_shape_option = click.option(
 @click.option("--vdqs-lambda", type=float, default=None,
               help=f"--quantmcu: weight of the entropy change against the BitOPs saved in VDQS's score (0..1) "
                    f"[default: {DEFAULT_LAMBDA:g}].")
-def convert(model, target, out_dir, io, prefix, patch, max_mac_overhead, stream_input, calib, calib_method,
-            input_shape, prune_ratio, prune_budget, prune_importance, prune_epochs, labels, quant, weight_budget,
-            quant_budget, mixed_activations, quantmcu, outlier_sigma, vdqs_lambda):
+def convert(model, out_dir, **flags):
     """Convert MODEL into a C project (and TFLite artifacts) in an output folder."""
     from .pipeline import convert as run_convert
-    if not prefix.isidentifier():
-        raise UserError(f"--prefix '{prefix}' is not a C identifier")
-    if prune_ratio is not None and prune_budget is not None:
-        raise UserError("give --prune or --prune-to, not both")
+    options = ConvertOptions.from_flags(**flags)
     out_dir = out_dir or Path("out") / model.stem
-    mixed = None
-    if quant == "mixed":
-        from quantize import parse_budget
-        kind, value = parse_budget(weight_budget, quant_budget)
-        mixed = {"kind": kind, "value": value, "activations": mixed_activations}
-    elif weight_budget is not None or quant_budget is not None or mixed_activations:
-        raise UserError("--weight-budget, --budget and --mixed-activations choose mixed precision: add --quant mixed")
-    if not quantmcu and (outlier_sigma is not None or vdqs_lambda is not None):
-        raise UserError("--outlier-sigma and --vdqs-lambda tune QuantMCU: add --quantmcu")
-    qmcu = None
-    if quantmcu:
-        qmcu = {"sigma": DEFAULT_SIGMA if outlier_sigma is None else outlier_sigma,
-                "lambda": DEFAULT_LAMBDA if vdqs_lambda is None else vdqs_lambda}
-    step = _progress()
-    pruning = None
-    if prune_ratio is not None or prune_budget is not None:
-        tune = _bar(step, "fine-tuning")
-        pruning = {"ratio": prune_ratio, "budget": prune_budget, "importance": prune_importance,
-                   "epochs": prune_epochs, "labels": labels and str(labels),
-                   "progress": lambda epoch, epochs, loss: tune(epoch, epochs, f"(loss {loss:.4g})")}
+    progress = RichProgress()
     try:
-        step(f"converting {model}")
-        if mixed:
-            mixed["progress"] = _bar(step, "layer sensitivity")
-        if qmcu:
-            qmcu["progress"] = _bar(step, "VDQS feature maps")
-        report = run_convert(model, target, out_dir, io=io, prefix=prefix, patch=patch,
-                             max_mac_overhead=max_mac_overhead, stream_input=stream_input, calib=calib,
-                             calib_method=calib_method, input_shape=input_shape,
-                             calib_progress=_bar(step, "calibrating"), pruning=pruning, mixed=mixed,
-                             quantmcu=qmcu)
+        progress.step(f"converting {model}")
+        report = run_convert(model, out_dir, options, progress)
     finally:
-        step.stop()
+        progress.stop()
     if "pruning" in report:
         p = report["pruning"]
         click.echo(f"pruned: MACs {p['macs'][0]:,} -> {p['macs'][1]:,}, params {p['params'][0]:,} -> "
                    f"{p['params'][1]:,}, top-1 agreement with the unpruned model "
                    f"{p['agreement_with_unpruned']['top1_agreement']:.1%} on {p['agreement_with_unpruned']['samples']} samples")
-    if mixed:
+    if options.precision.mixed:
         p = report["precision"]
         bits = "/".join(str(r["weight_bits"]) + ("" if r["activation_bits"] == 8 else f"(a{r['activation_bits']})")
                         for r in p["layers"])
         click.echo(f"mixed precision: weight bits per layer {bits}; weights {p['weight_bytes']:,} B packed = "
                    f"{p['weight_fraction']:.1%} of int8 ({p['int8_weight_bytes']:,} B); "
                    f"{report['compute']['bitops']:,} BitOPs")
-    if qmcu:
+    if options.quantmcu:
         q = report["quantmcu"]
         b = q["patch_stage_bitops"]["calibration"]
         click.echo(f"QuantMCU on {q['stage']}: low-path bits " + "/".join(str(v) for v in q["bits"].values())
@@ -225,12 +196,12 @@ def convert(model, target, out_dir, io, prefix, patch, max_mac_overhead, stream_
 @click.option("--extra-cflags", default="", help="Extra C compiler flags for this build.")
 def verify(out_dir, target, inputs, extra_cflags):
     """Build OUT_DIR's C project, run it, and compare every output byte with the reference."""
-    from .pipeline import verify as run_verify
-    step = _progress()
+    from .verify import verify as run_verify
+    progress = RichProgress()
     try:
-        report = run_verify(out_dir, target, inputs, extra_cflags, progress=step)
+        report = run_verify(out_dir, target, inputs, extra_cflags, progress)
     finally:
-        step.stop()
+        progress.stop()
     v, mem = report["verification"], report["memory"]
     tflm = {True: "yes", False: "NO", None: v.get("tflm_note", "not available")}[v["tflm_bit_exact"]]
     click.echo(f"{report['target']}: {v['inputs']} inputs, bit-exact with reference: "
@@ -250,12 +221,13 @@ def verify(out_dir, target, inputs, extra_cflags):
 @input_shape_option
 def inspect(model, io, input_shape):
     """Per-layer table: op, shapes, params, MACs, live bytes."""
-    from patch_inference.memory_planner import graph_buffers, plan_memory
-    from .analysis import layer_table
+    from patch_inference.memory_planner import graph_buffers, live_bytes, plan_memory
+    from toolchain.analysis import layer_table
+
     from .pipeline import optimize, prepare_graph
     graph = optimize(prepare_graph(model, io, input_shape))
     buffers = graph_buffers(graph)
-    rows = layer_table(graph, buffers)
+    rows = layer_table(graph, live_bytes(buffers, len(graph.ops) + 2))
     table = Table(title=f"{model.name}: {len(rows)} ops")
     for col in ("#", "op", "inputs", "output", "params", "MACs", "live bytes"):
         table.add_column(col, justify="right" if col in ("#", "params", "MACs", "live bytes") else "left")
@@ -282,13 +254,13 @@ def inspect(model, io, input_shape):
 def bench(model, target, out_dir, patch, n_inputs, per_op):
     """Instructions per inference of MODEL on TARGET with the optimized and the portable kernels,
     instructions per MAC, flash, peak SRAM, and a per-op table; both builds verified byte-exact."""
-    from targets.bench import bench as run_bench
+    from .bench import bench as run_bench
     out_dir = out_dir or Path("out") / "bench" / f"{model.stem}-{target}"
-    step = _progress()
+    progress = RichProgress()
     try:
-        result = run_bench(model, target, out_dir, patch=patch, inputs=n_inputs, ops=per_op, progress=step)
+        result = run_bench(model, target, out_dir, patch=patch, inputs=n_inputs, ops=per_op, progress=progress)
     finally:
-        step.stop()
+        progress.stop()
     builds = result["builds"]
     table = Table(title=f"{result['model']} on {target}: {result['macs']:,} MACs, patch {result['patch']}")
     for col in ("kernels", "instructions / inference", "instructions / MAC", "flash B", "peak SRAM B"):

@@ -2,7 +2,7 @@
 optimized kernels and with the portable ones (-DTDK_PORTABLE_KERNELS), MACs, instructions per
 MAC, flash and peak SRAM of each build, and a per-op table.
 
-Both builds are verified byte for byte (pipeline.verify). Per op, the counting plugin counts from
+Both builds are verified byte for byte (driver.verify). Per op, the counting plugin counts from
 each kernel call in model_invoke to its return address (one emulator run per op): the kernel and
 everything it calls; the few instructions model_invoke spends between calls (arguments, input and
 output copies) are the "glue" row. Counts are exact and the same on every run."""
@@ -16,13 +16,17 @@ from pathlib import Path
 
 import numpy as np
 
-from toolchain import pipeline
+from targets.build import check_tools
+from targets.counting import plugin_path, read_counts
+from targets.elf import Elf
+from targets.registry import get_target
 from toolchain.errors import UserError
 
-from .build import check_tools
-from .counting import plugin_path, read_counts
-from .elf import Elf
-from .registry import get_target
+from .manifest import MODEL_FILE
+from .options import ConvertOptions, PatchOptions, TargetOptions
+from .pipeline import convert, optimize, prepare_graph, random_inputs
+from .progress import SILENT, Progress
+from .verify import verify
 
 FLAVOURS = {"optimized": "", "portable": "-DTDK_PORTABLE_KERNELS"}
 CALL = re.compile(r"^\s*([0-9a-f]+):.*\b(bl|jal|call)\s.*<(tdk_\w+)>")
@@ -64,41 +68,39 @@ def count_region(target: str, elf: Path, begin: int, end: int) -> tuple[int, int
     return counts.region, counts.regions
 
 
-def per_op(target: str, elf: Path, graph, inferences: int, progress) -> list[int]:
+def per_op(target: str, elf: Path, ops: int, inferences: int, progress: Progress) -> list[int]:
     """Instructions per inference of each op's kernel call (ops in graph order: one call each)."""
     sites = call_sites(elf, target)
-    if len(sites) != len(graph.ops):
-        raise UserError(f"{elf}: {len(sites)} kernel calls in model_invoke for {len(graph.ops)} ops; "
-                        f"no per-op table")
+    if len(sites) != ops:
+        raise UserError(f"{elf}: {len(sites)} kernel calls in model_invoke for {ops} ops; no per-op table")
     counts = []
     for k, (begin, end, _) in enumerate(sites):
-        progress(f"counting op {k + 1}/{len(sites)}")
+        progress.step(f"counting op {k + 1}/{len(sites)}")
         region, _ = count_region(target, elf, begin, end)
         counts.append(round(region / inferences))
     return counts
 
 
 def bench(model: str | Path, target: str, out_dir: str | Path, patch: str = "none", inputs: int = 1,
-          ops: bool = True, progress=None) -> dict:
+          ops: bool = True, progress: Progress = SILENT) -> dict:
     """Convert MODEL for `target` into out_dir, verify the optimized and the portable build, and
     return (and write to out_dir/bench.json) the figures."""
     t = get_target(target)
     if not t.emulator:
         raise UserError(f"bench counts instructions in an emulator; {target} runs natively (pick an emulated target)")
     check_tools(t)
-    step = progress or (lambda message: None)
     out_dir = Path(out_dir)
-    step(f"converting {model}")
-    report = pipeline.convert(model, target, out_dir, patch=patch)
-    graph = pipeline.optimize(pipeline.prepare_graph(out_dir / pipeline.MODEL_FILE, "model"))
-    np.save(out_dir / "bench_inputs.npy", np.stack(pipeline.random_inputs(graph, inputs, seed=1)))
+    progress.step(f"converting {model}")
+    report = convert(model, out_dir, ConvertOptions(TargetOptions(target), PatchOptions(patch)))
+    graph = optimize(prepare_graph(out_dir / MODEL_FILE, "model"))
+    np.save(out_dir / "bench_inputs.npy", np.stack(random_inputs(graph, inputs, seed=1)))
     macs = report["compute"]["macs"]
     result = {"model": Path(model).name, "target": target, "patch": report["plan"]["patch"], "macs": macs,
               "executed_macs": report["compute"]["executed_macs"], "inputs": inputs, "builds": {},
               "ops": [{"index": layer["index"], "op": layer["op"], "macs": layer["macs"]} for layer in report["layers"]]}
     for flavour, cflags in FLAVOURS.items():
-        step(f"{flavour} kernels: building and verifying")
-        verified = pipeline.verify(out_dir, target, out_dir / "bench_inputs.npy", cflags, progress=step)
+        progress.step(f"{flavour} kernels: building and verifying")
+        verified = verify(out_dir, target, out_dir / "bench_inputs.npy", cflags, progress)
         v, mem = verified["verification"], verified["memory"]
         if not v["bit_exact"] or v["tflm_bit_exact"] is False:
             raise UserError(f"{flavour} build for {target} is not byte-exact: no figures")
@@ -110,7 +112,7 @@ def bench(model: str | Path, target: str, out_dir: str | Path, patch: str = "non
             "bit_exact": v["bit_exact"], "tflm_bit_exact": v["tflm_bit_exact"]}
         if ops:
             elf = out_dir / "build" / target / "model.elf"
-            counts = per_op(target, elf, graph, inputs, step)
+            counts = per_op(target, elf, len(report["layers"]), inputs, progress)
             for row, n in zip(result["ops"], counts):
                 row[flavour] = n
             result["builds"][flavour]["glue_instructions"] = instructions - sum(counts)

@@ -1,4 +1,5 @@
-"""Specialized entry points of the optimized kernels (templates/kernels/tdk_opt.h.j2).
+"""Specialized entry points of the optimized kernels (templates/kernels/tdk_opt.h.j2): the `spec`
+and `work_bytes` of the op bindings' C side (toolchain/ops/<op>.py).
 
 Everything a kernel's inner loops depend on is known when the C is emitted: channel counts,
 kernel size, strides, and which requantization shortcut is exact for this op's constants. Each
@@ -10,15 +11,11 @@ Padding taps then read the input zero point, whose product with the folded term 
 """
 from __future__ import annotations
 
-import contextlib
-import contextvars
-
 import numpy as np
 
-from toolchain.fixedpoint import (multiply_by_pot, multiply_by_quantized_multiplier, rounding_divide_by_pot,
-                                  saturating_rounding_doubling_high_mul)
-from toolchain.ir import Graph, Op
-from toolchain.lowering import spatial_geometry
+from ..fixedpoint import (multiply_by_pot, multiply_by_quantized_multiplier, rounding_divide_by_pot,
+                          saturating_rounding_doubling_high_mul)
+from ..lowering import spatial_geometry
 
 INT8_RANGE = (-128, 127)
 Q_FAST, Q_SIGN, Q_SAT8, Q_ZPR, Q_X2 = 1, 2, 4, 8, 16   # TDK_Q_* in tdk_opt.h.j2
@@ -26,21 +23,6 @@ ZPR_MAX_SHIFT = 22   # |v| <= 2^30, 2^(r-1) + |zp| << r <= 2^29 + 2^21: no int32
 DSP_ROW_ALIGN = 8                  # elements: GEMM rows start 16-byte aligned as int16
 DW_PLANE_BYTES = 2048              # depthwise: keep a whole int16 channel plane up to this size
 DW_QUAD_BYTES = 2048               # depthwise (DSP): four channels of the plane up to this size
-
-# Working buffers that only the DSP kernels use and that are larger than the portable kernels'
-# (the four-channel depthwise plane) are laid out when the project is converted for a DSP target
-# (pipeline.convert): planning and emission must agree, so both run inside dsp_layouts(). A
-# project converted for any other target keeps the smaller buffers, and builds and runs anywhere.
-_DSP_LAYOUTS = contextvars.ContextVar("tinydeploy_dsp_layouts", default=False)
-
-
-@contextlib.contextmanager
-def dsp_layouts(enabled: bool):
-    token = _DSP_LAYOUTS.set(enabled)
-    try:
-        yield
-    finally:
-        _DSP_LAYOUTS.reset(token)
 
 
 def folded_bias(bias: np.ndarray | None, weights: np.ndarray, in_offset: int) -> np.ndarray:
@@ -106,13 +88,13 @@ def quad_chunks_inplace_ok(p: dict, chunk: int) -> bool:
     return all(oy * out_w <= max(oy * sh - p["pad"][0], 0) * in_w for oy in range(chunk, out_h, chunk))
 
 
-def _quad_rows(p: dict, width: int, base: str) -> int:
+def _quad_rows(p: dict, width: int, base: str, profile) -> int:
     """Output rows the four-channel depthwise kernel (DSP targets, channels % 4 == 0) reads the
     input of at once, at most DW_QUAD_BYTES of it: every row when they fit; else, for strides of
     2 and more with kernels up to 3 wide (where a ring of int16 rows costs most in gathering
     input), as many as fit, each chunk's input read afresh. 0: the kernel is not used."""
     (kh, kw), (sh, _), (dh, _) = p["filter"], p["stride"], p["dilation"]
-    if not _DSP_LAYOUTS.get() or p["in_shape"][3] % 4:
+    if not profile.quad_depthwise or p["in_shape"][3] % 4:
         return 0
     out_h = p["out_shape"][1]
     reach = (kh - 1) * dh + 1
@@ -129,7 +111,7 @@ def c_int(v: int) -> str:
     return f"m{-v}" if v < 0 else str(v)
 
 
-def _geometry(graph: Graph, op: Op, p: dict, base: str) -> dict | None:
+def _geometry(graph, op, p: dict, base: str, profile) -> dict | None:
     """The constants the optimized conv, depthwise or fully-connected kernel of call `base` is
     built around, with `work_bytes`: the arena it works in (two im2col rows of the GEMM, plus a
     staging row for conv; the depthwise ring of int16 rows). None: the portable kernel runs."""
@@ -155,7 +137,7 @@ def _geometry(graph: Graph, op: Op, p: dict, base: str) -> dict | None:
         plane = plane_rows * ring_width * 2 <= DW_PLANE_BYTES
         ring_rows = plane_rows if plane else (kh - 1) * dh + 1
         # four channels at once (DSP targets): two int16 pairs per pixel of quad_rows output rows' input
-        quad_rows = _quad_rows(p, width, base)
+        quad_rows = _quad_rows(p, width, base, profile)
         quad_bytes = ((quad_rows - 1) * sh + (kh - 1) * dh + 1) * width * 8 if quad_rows else 0
         spec.update(ring_rows=ring_rows, ring_width=ring_width, plane=int(plane), quad=int(quad_rows > 0),
                     quad_rows=quad_rows, plane_w=width,
@@ -165,11 +147,10 @@ def _geometry(graph: Graph, op: Op, p: dict, base: str) -> dict | None:
     return spec
 
 
-def working_bytes(graph: Graph, op: Op, base: str) -> int:
-    """Arena bytes the optimized kernel of call `base` for op works in (0: none); the planner
-    gives each such op a buffer live at its own step (patch_inference.schedule)."""
-    if op.kind not in ("conv2d", "depthwise_conv2d", "fully_connected"):
-        return 0
+def weighted_work_bytes(graph, op, base: str, profile) -> int:
+    """Arena bytes the optimized conv, depthwise or fully-connected kernel of call `base` works in
+    (0: none), whether or not its specialized entry point can be made: the op's scratch buffer
+    (patch_inference.schedule plans it at the op's own step)."""
     if op.kind == "fully_connected":
         w = graph.tensors[op.inputs[1]]
         p = {"filter_offset": -w.zero_point(), "depth": w.shape[1], "units": w.shape[0]}
@@ -177,14 +158,14 @@ def working_bytes(graph: Graph, op: Op, base: str) -> int:
         w = graph.tensors[op.inputs[1]]
         p = spatial_geometry(graph, op, w.shape[1], w.shape[2])
         p["depth_multiplier"] = p["out_shape"][3] // p["in_shape"][3]
-    spec = _geometry(graph, op, p, base)
+    spec = _geometry(graph, op, p, base, profile)
     return spec["work_bytes"] if spec else 0
 
 
-def _weighted_spec(graph: Graph, op: Op, p: dict, base: str) -> dict | None:
+def weighted_spec(graph, op, p: dict, base: str, profile) -> dict | None:
     """conv2d, depthwise_conv2d, fully_connected: folded bias, requantization records and, for
     the GEMM kernels, the DSP weight layout."""
-    spec = _geometry(graph, op, p, base)
+    spec = _geometry(graph, op, p, base, profile)
     if spec is None:
         return None
     w = graph.tensors[op.inputs[1]].data
@@ -235,7 +216,7 @@ def _doubles(mode: int, lo: np.ndarray, hi: np.ndarray, multiplier) -> bool:
     return bool(mode & Q_FAST) and bool(np.all(((lo >= -(1 << 30)) & (hi < (1 << 30))) | ~live))
 
 
-def _add_spec(graph: Graph, op: Op, p: dict, base: str) -> dict | None:
+def add_spec(graph, op, p: dict, base: str, profile) -> dict | None:
     """ADD of two same-shape tensors: each input's rescaled value ((x + offset) << 20, times its
     multiplier, rounded) is a table of 256 entries, so an element costs two loads and the output
     requantization (fast path only)."""
@@ -256,13 +237,13 @@ def _add_spec(graph: Graph, op: Op, p: dict, base: str) -> dict | None:
     record = requant_records(np.zeros(1, np.int64), p["multiplier"], p["shift"],
                              p["output_offset"] if mode & Q_ZPR else 0)[0]
     spec = {"base": base, "lut": lut, "records": record}
-    if _doubles(mode, lo, hi, p["multiplier"]):   # DSP: the tables doubled (see _weighted_spec)
+    if _doubles(mode, lo, hi, p["multiplier"]):   # DSP: the tables doubled (see weighted_spec)
         mode |= Q_X2
         spec["dsp_lut"] = 2 * lut
     return {**spec, "name": f"{base}_q{mode}", "mode": mode}
 
 
-def _mean_spec(graph: Graph, op: Op, p: dict, base: str) -> dict | None:
+def mean_spec(graph, op, p: dict, base: str, profile) -> dict | None:
     """MEAN with the shape as constants: the kept axes' loops outside, the reduced axes' inside
     (axes of extent 1 dropped), each (extent, stride); the sum starts at -zero point x count and
     is requantized by the fast path (when exact: sums of int8 are far from its limits)."""
@@ -283,7 +264,7 @@ def _mean_spec(graph: Graph, op: Op, p: dict, base: str) -> dict | None:
             "reduced": reduced, "records": record}
 
 
-def _transpose_spec(graph: Graph, op: Op, p: dict, base: str) -> dict:
+def transpose_spec(graph, op, p: dict, base: str, profile) -> dict:
     """TRANSPOSE with the shape as constants: per output axis of extent > 1, (extent, input
     stride in elements), outermost first."""
     axes = [(e, st) for e, st in zip(p["out_shape"], p["strides"]) if e > 1]
@@ -291,25 +272,11 @@ def _transpose_spec(graph: Graph, op: Op, p: dict, base: str) -> dict:
     return {"name": name, "base": base, "axes": axes, "elem_bytes": p["elem_bytes"]}
 
 
-def _pool_spec(graph: Graph, op: Op, p: dict, base: str) -> dict:
+def pool_spec(graph, op, p: dict, base: str, profile) -> dict:
     (kh, kw), (sh, sw) = p["filter"], p["stride"]
     channels, is_max = p["in_shape"][3], op.kind == "max_pool2d"
     return {"name": f"{base}_{channels}_k{kh}x{kw}_s{sh}x{sw}_{'max' if is_max else 'avg'}", "base": base,
             "c": channels, "kh": kh, "kw": kw, "sh": sh, "sw": sw, "is_max": int(is_max)}
-
-
-SPECS = {"conv2d": _weighted_spec, "depthwise_conv2d": _weighted_spec, "fully_connected": _weighted_spec,
-         "add": _add_spec, "avg_pool2d": _pool_spec, "max_pool2d": _pool_spec, "mean": _mean_spec,
-         "transpose": _transpose_spec}
-
-
-def kernel_spec(graph: Graph, op: Op, p: dict, base: str) -> dict | None:
-    """The specialized entry point of call `base` (kernel function name without tdk_) for op,
-    or None when the portable kernel is all there is: {name, base, the constants its template
-    needs, and arrays for the emitter: records (requantization, per channel), dsp_weights,
-    lut}."""
-    make = SPECS.get(op.kind)
-    return make(graph, op, p, base) if make else None
 
 
 def dsp_gemm_weights(taps: np.ndarray) -> np.ndarray:
