@@ -29,7 +29,7 @@ N_REPR = 30  # representative-dataset size
 KINDS = (
     "conv2d", "depthwise_conv2d", "fully_connected", "add", "mul",
     "avg_pool2d", "max_pool2d", "mean", "pad", "reshape", "transpose",
-    "concat", "softmax", "relu", "relu6", "quantize_dequantize",
+    "concat", "softmax", "relu", "relu6", "leaky_relu", "quantize_dequantize",
 )
 
 
@@ -223,6 +223,12 @@ def _build(kind, input_shape, rng, params):
 
         def body(x):
             return fn(x)
+
+    elif kind == "leaky_relu":
+        alpha = float(take("alpha", 0.2))
+
+        def body(x):
+            return tf.nn.leaky_relu(x, alpha=alpha)
 
     elif kind == "quantize_dequantize":
         c = tf.constant(rng.normal(0, 0.5, shape[-1]).astype(np.float32))

@@ -61,13 +61,17 @@ CASES = (
        ("softmax", (1, 37), dict(beta=2.0), True),
        ("relu", (1, 4, 4, 3), dict(), True),
        ("relu6", (1, 5, 4, 3), dict(), True),
+       ("leaky_relu", (1, 4, 5, 3), dict(), True),
+       ("leaky_relu", (1, 37), dict(alpha=0.01), True),
+       ("leaky_relu", (1, 3, 3, 8), dict(alpha=1.5), True),
+       ("leaky_relu", (1, 6, 2), dict(alpha=-0.3), True),
        ("quantize_dequantize", (1, 4, 4, 3), dict(float_io=True), True),
        ("conv2d", (1, 6, 6, 3), dict(filters=4, kernel=3, float_io=True), True)]
 )
 TFLITE_NAME = {"conv2d": "CONV_2D", "depthwise_conv2d": "DEPTHWISE_CONV_2D", "fully_connected": "FULLY_CONNECTED",
                "add": "ADD", "mul": "MUL", "avg_pool2d": "AVERAGE_POOL_2D", "max_pool2d": "MAX_POOL_2D",
                "mean": "MEAN", "pad": "PAD", "reshape": "RESHAPE", "transpose": "TRANSPOSE",
-               "concat": "CONCATENATION", "softmax": "SOFTMAX", "relu": "RELU", "relu6": "RELU6",
+               "concat": "CONCATENATION", "softmax": "SOFTMAX", "relu": "RELU", "relu6": "RELU6", "leaky_relu": "LEAKY_RELU",
                "quantize_dequantize": "QUANTIZE"}
 
 

@@ -308,6 +308,12 @@ def _relu(b: Builder, node):
                                b.tensors[b.get(node.input[0])].shape, node), b.perm(node.input[0]))
 
 
+def _leaky_relu(b: Builder, node):
+    x = b.get(node.input[0])
+    b.set(node.output[0], b.op("leaky_relu", [x], node.output[0], b.tensors[x].shape, node,
+                               alpha=float(_attrs(node).get("alpha", 0.01))), b.perm(node.input[0]))
+
+
 def _clip(b: Builder, node):
     a = _attrs(node)
     lo, hi = b.optional(node, 1), b.optional(node, 2)
@@ -448,7 +454,7 @@ HANDLERS = {
     "GlobalAveragePool": _global_average_pool, "GlobalMaxPool": _global_max_pool,
     "Add": _binary("add"), "Sum": _binary("add"), "Mul": _binary("mul"),
     "Sub": _binary("sub"), "Div": _binary("div"),
-    "Relu": _relu, "Clip": _clip, "Identity": _alias, "Dropout": _alias, "Transpose": _transpose,
+    "Relu": _relu, "LeakyRelu": _leaky_relu, "Clip": _clip, "Identity": _alias, "Dropout": _alias, "Transpose": _transpose,
     "Flatten": _flatten, "Reshape": _reshape, "Squeeze": _squeeze_like, "Unsqueeze": _squeeze_like,
     "Gemm": _gemm, "MatMul": _matmul, "Softmax": _softmax, "Concat": _concat, "Pad": _pad,
     "ReduceMean": _reduce_mean,

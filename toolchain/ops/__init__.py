@@ -6,14 +6,14 @@ the README, "Adding an op")."""
 from __future__ import annotations
 
 from ..errors import UserError
-from . import (binary, concat, conv2d, depthwise_conv2d, fully_connected, mean, pad, pool2d, quantize, relu,
-               reshape, softmax, transpose)
+from . import (binary, concat, conv2d, depthwise_conv2d, fully_connected, leaky_relu, mean, pad, pool2d,
+               quantize, relu, reshape, softmax, transpose)
 from .base import Kernel, OpDef
 
 DEFINITIONS: tuple[OpDef, ...] = (
     conv2d.DEFINITION, depthwise_conv2d.DEFINITION, fully_connected.DEFINITION, *binary.DEFINITIONS,
     *pool2d.DEFINITIONS, mean.DEFINITION, pad.DEFINITION, reshape.DEFINITION, transpose.DEFINITION,
-    concat.DEFINITION, softmax.DEFINITION, *quantize.DEFINITIONS, *relu.DEFINITIONS,
+    concat.DEFINITION, softmax.DEFINITION, *quantize.DEFINITIONS, *relu.DEFINITIONS, leaky_relu.DEFINITION,
 )
 REGISTRY: dict[str, OpDef] = {d.kind: d for d in DEFINITIONS}
 KERNELS: dict[str, Kernel] = {k.name: k for d in DEFINITIONS for k in d.c.kernels}
@@ -51,5 +51,6 @@ def prototypes() -> dict[str, str]:
     """templates/kernels/<template>.c.j2 -> the prototypes of the kernels it defines."""
     grouped: dict[str, list[str]] = {}
     for kernel in KERNELS.values():
-        grouped.setdefault(kernel.template, []).append(kernel.prototype())
+        grouped.setdefault(kernel.template, []).extend(([kernel.declares] if kernel.declares else [])
+                                                       + [kernel.prototype()])
     return {template: "\n".join(lines) for template, lines in grouped.items()}

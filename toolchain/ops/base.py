@@ -57,12 +57,15 @@ class TFLite:
 @dataclass(frozen=True)
 class Kernel:
     """One C kernel, `tdk_<name>`, defined in templates/kernels/<template>.c.j2. `view`: it takes a
-    tdk_view_t (where a spatial op reads and writes inside patch schedules) before its tensors."""
+    tdk_view_t (where a spatial op reads and writes inside patch schedules) before its tensors;
+    `declares`: C declarations its prototype needs (its own parameter block), put into
+    tdk_kernels.h with the prototype when a project uses the kernel."""
     name: str
     template: str
     params: str
     view: bool = False
     returns: str = "void"
+    declares: str = ""
 
     def prototype(self, name: str | None = None, work: bool = False) -> str:
         """The prototype of this kernel, or of a specialized entry point `name` with its parameters
