@@ -378,7 +378,7 @@ def _buffers(graph, stage, modes, table, stream_input=False, overlap=False, regi
     its buffer)."""
     groups = _Groups()
     scratch = {i: table[i, modes.get(i, (None,))[0]].work_bytes for i in range(len(graph.ops))}
-    for i, (how, source) in modes.items():
+    for i, (_, source) in modes.items():
         groups.join(source, graph.ops[i].outputs[0])
     if overlap:
         groups.join(stage.source(graph), graph.ops[stage.last].outputs[0], overlap_delta(graph, stage))
@@ -447,9 +447,9 @@ def optimistic_bound(graph: Graph, stage: PatchStage | None, table: KernelTable,
     for i in range(len(graph.ops)):
         found = None if i in in_stage else inplace_kind(graph, i, last)
         if found:
-            how, source = found
+            mode, source = found
             shared = min(graph.tensors[source].nbytes, graph.tensors[graph.ops[i].outputs[0]].nbytes)
-            live[i + 1] += table[i, how].work_bytes - table[i, None].work_bytes - shared
+            live[i + 1] += table[i, mode].work_bytes - table[i, None].work_bytes - shared
     return max(live)
 
 

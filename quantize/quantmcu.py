@@ -235,7 +235,7 @@ def calibration_feeds(graph: Graph, samples: np.ndarray) -> list[list[np.ndarray
     input are quantized onto its grid as TFLite's QUANTIZE does."""
     t = graph.tensors[graph.inputs[0]]
     if t.dtype != "float32" and samples.dtype == np.float32:
-        samples = op_def("quantize").reference({"scale": t.scale(), "zero_point": t.zero_point()}, samples)
+        samples = op_def("quantize").reference({"scale": t.scale(), "out_zero_point": t.zero_point()}, samples)
     return [[x.reshape(t.shape).astype(t.dtype)] for x in samples]
 
 

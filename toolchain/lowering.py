@@ -88,7 +88,7 @@ def conv_params(graph, op, channel_axis: int) -> dict:
     inp, w, out = (graph.tensors[n] for n in (op.inputs[0], op.inputs[1], op.outputs[0]))
     mult, shift = per_channel_multipliers(inp, w, out, w.shape[channel_axis])
     p = spatial_geometry(graph, op, w.shape[1], w.shape[2])
-    p.update(input_offset=-inp.zero_point(), output_offset=out.zero_point(),
+    p.update(in_offset=-inp.zero_point(), out_zero_point=out.zero_point(),
              multiplier=mult, shift=shift, act=activation_range(op.attrs.get("activation"), out))
     return p
 

@@ -76,13 +76,13 @@ class Kernel:
 @dataclass(frozen=True)
 class CBinding:
     """How the C project runs the op. `kernels`: the C functions its templates define (their
-    prototypes go into tdk_kernels.h, grouped by template, in this order); `variant(graph, op, how)`:
-    the kernel an op calls, run in place `how` or not (default: the first kernel); `call(c, op,
+    prototypes go into tdk_kernels.h, grouped by template, in this order); `variant(graph, op, inplace)`:
+    the kernel an op calls, run in place (`inplace`: its in-place mode) or not (default: the first kernel); `call(c, op,
     params, variant)`: the call's parameter block and arguments (c: the emitter's references to
     tensors, constants and the arena); `spec(graph, op, params, variant, profile)`: the constants
     of its specialized entry point (toolchain/ops/kernel_spec.py), None when only the portable kernel
     runs; `work_bytes(graph, op, variant, profile)`: the arena the optimized kernel works in;
-    `temp_bytes(graph, op, how)`: the portable in-place kernel's temporary."""
+    `temp_bytes(graph, op, inplace)`: the portable in-place kernel's temporary."""
     kernels: tuple[Kernel, ...]
     call: Callable
     variant: Callable | None = None
@@ -100,7 +100,7 @@ class OpDef:
     (it reads a feature map held in fewer than 8 bits correctly), `fuses_activation` (a following
     relu/relu6 can become its clamp), `channels` (how channel pruning passes it, prune/groups.py:
     "create", "follow", "couple", "carry", "reduce", "flatten", "stack" or "freeze"),
-    `inplace(graph, op, dies)` -> (how, input tensor) when it can overwrite an input that dies.
+    `inplace(graph, op, dies)` -> (in-place mode, input tensor) when it can overwrite an input that dies.
     Functions: `lower(graph, op)` -> the int8 constants TFLM's Prepare computes; `reference(params,
     *inputs)` -> the int8 output; `float_reference(graph, op, *inputs)`; `macs(graph, op)`;
     `torch(torch, call, *inputs)` -> the float output in torch (prune's fine-tuning; call: a

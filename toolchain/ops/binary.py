@@ -29,7 +29,7 @@ def lower_add(graph, op) -> dict:
     m1, s1 = quantize_multiplier(float(f32(a.scale())) / twice_max)
     m2, s2 = quantize_multiplier(float(f32(b.scale())) / twice_max)
     mo, so = quantize_multiplier(twice_max / ((1 << left_shift) * float(f32(out.scale()))))
-    p.update(a_offset=-a.zero_point(), b_offset=-b.zero_point(), output_offset=out.zero_point(),
+    p.update(a_offset=-a.zero_point(), b_offset=-b.zero_point(), out_zero_point=out.zero_point(),
              left_shift=left_shift, a_multiplier=m1, a_shift=s1, b_multiplier=m2, b_shift=s2,
              multiplier=mo, shift=so, act=activation_range(op.attrs.get("activation"), out))
     return p
@@ -38,7 +38,7 @@ def lower_add(graph, op) -> dict:
 def lower_mul(graph, op) -> dict:
     a, b, out, p = _operands(graph, op)
     m, s = quantize_multiplier(float(f32(a.scale())) * float(f32(b.scale())) / float(f32(out.scale())))
-    p.update(a_offset=-a.zero_point(), b_offset=-b.zero_point(), output_offset=out.zero_point(),
+    p.update(a_offset=-a.zero_point(), b_offset=-b.zero_point(), out_zero_point=out.zero_point(),
              multiplier=m, shift=s, act=activation_range(op.attrs.get("activation"), out))
     return p
 
@@ -57,14 +57,14 @@ def reference_add(p, a, b):
     sb = fp.multiply_by_pot(fp.saturating_rounding_doubling_high_mul(
         (b + p["b_offset"]) * (1 << p["left_shift"]), p["b_multiplier"]), p["b_shift"])
     out = fp.multiply_by_pot(fp.saturating_rounding_doubling_high_mul(sa + sb, p["multiplier"]), p["shift"])
-    return clamp(out + p["output_offset"], p["act"])
+    return clamp(out + p["out_zero_point"], p["act"])
 
 
 def reference_mul(p, a, b):
     a, b = _broadcast(p, a, b)
     prod = fp.wrap_int32((a + p["a_offset"]) * (b + p["b_offset"]))
     return clamp(fp.multiply_by_quantized_multiplier(prod, p["multiplier"], p["shift"])
-                 + p["output_offset"], p["act"])
+                 + p["out_zero_point"], p["act"])
 
 
 def macs(graph, op) -> int:
@@ -73,7 +73,7 @@ def macs(graph, op) -> int:
 
 def call(c, op, p, variant):
     params = {"out_shape": p["out_shape"], "a_strides": p["a_strides"], "b_strides": p["b_strides"],
-              "a_offset": p["a_offset"], "b_offset": p["b_offset"], "out_offset": p["output_offset"],
+              "a_offset": p["a_offset"], "b_offset": p["b_offset"], "out_offset": p["out_zero_point"],
               "left_shift": p.get("left_shift", 0), "a_multiplier": p.get("a_multiplier", 0),
               "a_shift": p.get("a_shift", 0), "b_multiplier": p.get("b_multiplier", 0),
               "b_shift": p.get("b_shift", 0), "multiplier": p["multiplier"], "shift": p["shift"],

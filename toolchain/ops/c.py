@@ -43,7 +43,7 @@ def spatial_params(p: dict, depth_multiplier: int = 1) -> dict:
             "stride_h": p["stride"][0], "stride_w": p["stride"][1],
             "dil_h": p["dilation"][0], "dil_w": p["dilation"][1],
             "pad_t": p["pad"][0], "pad_l": p["pad"][1], "depth_multiplier": depth_multiplier,
-            "in_offset": p.get("input_offset", 0), "out_offset": p.get("output_offset", 0),
+            "in_offset": p.get("in_offset", 0), "out_offset": p.get("out_zero_point", 0),
             "act_min": p["act"][0], "act_max": p["act"][1]}
 
 
@@ -60,19 +60,21 @@ def conv_call(c, op, p, variant: str, depth_multiplier: int) -> OpCall:
     return OpCall(variant, "tdk_spatial_params_t", params, [x] + weights + [y])
 
 
-def elementwise_params(p: dict) -> dict:
-    """tdk_elementwise_params_t of a quantize, dequantize, relu or relu6."""
-    act = p.get("act", (-128, 127))
-    return {"count": p["count"], "in_zero_point": p.get("input_zero_point", 0),
-            "zero_point": p.get("zero_point", p.get("output_offset", 0)),
-            "multiplier": p.get("multiplier", 0), "shift": p.get("shift", 0),
-            "act_min": act[0], "act_max": act[1],
-            "scale": float(np.float32(p.get("scale", 0.0))), "dscale": float(p.get("scale", 0.0))}
+def elementwise_params(count: int, zero_point: int = 0, in_zero_point: int = 0, multiplier: int = 0,
+                       shift: int = 0, act: tuple[int, int] = (-128, 127), scale: float = 0.0) -> dict:
+    """tdk_elementwise_params_t of a quantize, requantize, dequantize, relu or relu6 (zero_point: the
+    one the kernel applies besides in_zero_point: the output's, or DEQUANTIZE's input's)."""
+    return {"count": count, "in_zero_point": in_zero_point, "zero_point": zero_point, "multiplier": multiplier,
+            "shift": shift, "act_min": act[0], "act_max": act[1], "scale": float(np.float32(scale)),
+            "dscale": float(scale)}
 
 
-def elementwise_call(c, op, p, variant: str) -> OpCall:
-    (x,), y = io_refs(c, op)
-    return OpCall(variant, "tdk_elementwise_params_t", elementwise_params(p), [x, y])
+def elementwise_call(params_of):
+    """The call of an element-wise op whose parameter block params_of(lowered constants) gives."""
+    def call(c, op, p, variant: str) -> OpCall:
+        (x,), y = io_refs(c, op)
+        return OpCall(variant, "tdk_elementwise_params_t", params_of(p), [x, y])
+    return call
 
 
 def struct_call(struct: str):

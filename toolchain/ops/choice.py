@@ -37,11 +37,11 @@ class KernelChoice:
         return KERNELS[self.variant].template
 
 
-def choose_kernel(graph, op, how: str | None, profile: KernelProfile) -> KernelChoice:
-    """The kernel of op, run in place `how` (None: out of place), for a target of `profile`."""
+def choose_kernel(graph, op, inplace: str | None, profile: KernelProfile) -> KernelChoice:
+    """The kernel of op, run in place (`inplace`: its in-place mode) (None: out of place), for a target of `profile`."""
     c = op_def(op.kind).c
-    variant = c.variant(graph, op, how) if c.variant else c.kernels[0].name
+    variant = c.variant(graph, op, inplace) if c.variant else c.kernels[0].name
     spec = c.spec(graph, op, lower(graph, op), variant, profile) if c.spec else None
     work = c.work_bytes(graph, op, variant, profile) if c.work_bytes else 0
-    temp = c.temp_bytes(graph, op, how) if c.temp_bytes else 0
+    temp = c.temp_bytes(graph, op, inplace) if c.temp_bytes else 0
     return KernelChoice(variant, spec, max(temp, work))

@@ -25,7 +25,7 @@ def requantize(acc, p):
     """An accumulator onto the output grid: multiplier and shift (per channel), output offset,
     activation clamp."""
     y = fp.multiply_by_quantized_multiplier(acc, p["multiplier"], p["shift"])
-    return clamp(y + p["output_offset"], p["act"])
+    return clamp(y + p["out_zero_point"], p["act"])
 
 
 def activate(op, x: np.ndarray) -> np.ndarray:

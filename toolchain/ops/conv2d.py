@@ -20,7 +20,7 @@ def lower(graph, op) -> dict:
 
 
 def reference(p, x, w, b=None):
-    xs = x.astype(np.int64) + p["input_offset"]
+    xs = x.astype(np.int64) + p["in_offset"]
     win = sliding_windows(xs, p, 0)  # N,OH,OW,C,KH,KW ; padding contributes nothing
     acc = np.einsum("nhwcij,oijc->nhwo", win.astype(np.float64), w.astype(np.float64), optimize=True)
     acc = np.rint(acc).astype(np.int64)
@@ -59,13 +59,13 @@ def inplace(graph, op, dies):
     return None
 
 
-def variant(graph, op, how):
-    return "conv2d_pointwise_inplace" if how == "pointwise" else "conv2d"
+def variant(graph, op, inplace):
+    return "conv2d_pointwise_inplace" if inplace == "pointwise" else "conv2d"
 
 
-def temp_bytes(graph, op, how) -> int:
+def temp_bytes(graph, op, inplace) -> int:
     """The portable pointwise kernel keeps one output pixel's channels aside."""
-    return graph.tensors[op.outputs[0]].shape[-1] if how == "pointwise" else 0
+    return graph.tensors[op.outputs[0]].shape[-1] if inplace == "pointwise" else 0
 
 
 DEFINITION = OpDef(

@@ -20,7 +20,7 @@ def lower(graph, op) -> dict:
 
 
 def reference(p, x, w, b=None):
-    xs = x.astype(np.int64) + p["input_offset"]
+    xs = x.astype(np.int64) + p["in_offset"]
     win = sliding_windows(xs, p, 0)
     win = np.repeat(win, p["depth_multiplier"], axis=3)  # N,OH,OW,O,KH,KW
     acc = np.einsum("nhwoij,ijo->nhwo", win, w[0].astype(np.int64))
@@ -57,13 +57,13 @@ def inplace(graph, op, dies):
     return None
 
 
-def variant(graph, op, how):
-    return "depthwise_conv2d_inplace" if how == "depthwise" else "depthwise_conv2d"
+def variant(graph, op, inplace):
+    return "depthwise_conv2d_inplace" if inplace == "depthwise" else "depthwise_conv2d"
 
 
-def temp_bytes(graph, op, how) -> int:
+def temp_bytes(graph, op, inplace) -> int:
     """The portable in-place kernel keeps one input channel plane aside."""
-    if how != "depthwise":
+    if inplace != "depthwise":
         return 0
     _, h, w, _ = graph.tensors[op.inputs[0]].shape
     return h * w

@@ -23,13 +23,13 @@ def lower(graph, op) -> dict:
         m, s = quantize_multiplier(product / float(f32(out.scale())))
         mult, shift = np.array([m], np.int64), np.array([s], np.int64)
     return {"batches": inp.size // depth, "depth": depth, "units": units,
-            "input_offset": -inp.zero_point(), "filter_offset": -int(w.quant.zero_point.reshape(-1)[0]),
-            "output_offset": out.zero_point(), "multiplier": mult, "shift": shift,
+            "in_offset": -inp.zero_point(), "filter_offset": -int(w.quant.zero_point.reshape(-1)[0]),
+            "out_zero_point": out.zero_point(), "multiplier": mult, "shift": shift,
             "act": activation_range(op.attrs.get("activation"), out)}
 
 
 def reference(p, x, w, b=None):
-    xs = x.reshape(p["batches"], p["depth"]).astype(np.int64) + p["input_offset"]
+    xs = x.reshape(p["batches"], p["depth"]).astype(np.int64) + p["in_offset"]
     ws = w.astype(np.int64) + p["filter_offset"]
     acc = xs @ ws.T
     if b is not None:
@@ -53,8 +53,8 @@ def torch(torch, call, x):
 def call(c, op, p, variant):
     (x,), y = io_refs(c, op)
     params = {k: p[k] for k in ("batches", "depth", "units")}
-    params.update(per_channel=int(len(p["multiplier"]) > 1), in_offset=p["input_offset"],
-                  filter_offset=p["filter_offset"], out_offset=p["output_offset"],
+    params.update(per_channel=int(len(p["multiplier"]) > 1), in_offset=p["in_offset"],
+                  filter_offset=p["filter_offset"], out_offset=p["out_zero_point"],
                   act_min=p["act"][0], act_max=p["act"][1])
     args = [x, c.const(op.inputs[1]), c.bias_ref(op), c.array("int32_t", p["multiplier"]),
             c.array("int32_t", p["shift"]), y]

@@ -18,7 +18,7 @@ from ..fixedpoint import (multiply_by_pot, multiply_by_quantized_multiplier, rou
 from ..lowering import spatial_geometry
 
 INT8_RANGE = (-128, 127)
-Q_FAST, Q_SIGN, Q_SAT8, Q_ZPR, Q_X2 = 1, 2, 4, 8, 16   # TDK_Q_* in tdk_opt.h.j2
+Q_FAST, Q_SIGN, Q_SAT8, Q_ZP_IN_ROUNDING, Q_X2 = 1, 2, 4, 8, 16   # TDK_Q_* in tdk_opt.h.j2
 ZPR_MAX_SHIFT = 22   # |v| <= 2^30, 2^(r-1) + |zp| << r <= 2^29 + 2^21: no int32 overflow
 DSP_ROW_ALIGN = 8                  # elements: GEMM rows start 16-byte aligned as int16
 DW_PLANE_BYTES = 2048              # depthwise: keep a whole int16 channel plane up to this size
@@ -58,7 +58,7 @@ def requant_mode(lo: np.ndarray, hi: np.ndarray, multiplier, shift, out_offset: 
         if act[0] < out_offset and not unshifted:   # RoundingDivideByPOT(v, 0) = v: nothing to correct
             mode |= Q_SIGN
         if np.all((-shift <= ZPR_MAX_SHIFT) | ~live):
-            mode |= Q_ZPR
+            mode |= Q_ZP_IN_ROUNDING
     if tuple(act) == INT8_RANGE:
         mode |= Q_SAT8
     return mode
@@ -182,13 +182,13 @@ def weighted_spec(graph, op, p: dict, base: str, profile) -> dict | None:
             name += f"_r{spec['ring_rows']}x{spec['ring_width']}{'p' if spec['plane'] else ''}"
             chunked = spec["quad_rows"] < p["out_shape"][1]
             name += f"_g4w{spec['plane_w']}{'c' + str(spec['quad_rows']) if chunked else ''}" if spec["quad"] else ""
-    folded = folded_bias(bias, taps, p["input_offset"])
+    folded = folded_bias(bias, taps, p["in_offset"])
     if np.abs(folded).max(initial=0) >= (1 << 31):
         return None
     reach = 128 * np.abs(taps.astype(np.int64)).sum(axis=1)   # inputs lie in [-128, 127]
-    mode = requant_mode(folded - reach, folded + reach, p["multiplier"], p["shift"], p["output_offset"],
+    mode = requant_mode(folded - reach, folded + reach, p["multiplier"], p["shift"], p["out_zero_point"],
                         p["act"])
-    zp_folded = p["output_offset"] if mode & Q_ZPR else 0
+    zp_folded = p["out_zero_point"] if mode & Q_ZP_IN_ROUNDING else 0
     # DSP: weights and bias doubled, so the kernels accumulate 2 acc and requantize with one
     # SMMULR (no saturating doubling). GEMM weights are doubled here (int16); depthwise taps, from
     # the int8 weights as each kernel reads them, so sub-8-bit depthwise weights double too.
@@ -199,8 +199,8 @@ def weighted_spec(graph, op, p: dict, base: str, profile) -> dict | None:
         p["out_shape"][1] * p["out_shape"][2] >= spec["kh"] * spec["kw"])
     doubled = worth and _doubles(mode, folded - reach, folded + reach, p["multiplier"])
     mode |= Q_X2 if doubled else 0
-    name += f"_q{mode}_z{c_int(p['output_offset'])}_a{c_int(p['act'][0])}_{c_int(p['act'][1])}"
-    spec.update(name=name, base=base, mode=mode, zp=p["output_offset"], act_min=p["act"][0],
+    name += f"_q{mode}_z{c_int(p['out_zero_point'])}_a{c_int(p['act'][0])}_{c_int(p['act'][1])}"
+    spec.update(name=name, base=base, mode=mode, zp=p["out_zero_point"], act_min=p["act"][0],
                 act_max=p["act"][1], records=requant_records(folded, p["multiplier"], p["shift"], zp_folded))
     if gemm:
         spec["dsp_weights"] = dsp_gemm_weights(taps.astype(np.int16) * (2 if doubled else 1))
@@ -229,13 +229,13 @@ def add_spec(graph, op, p: dict, base: str, profile) -> dict | None:
         for s in "ab"]
     lo = np.array([tables[0].min() + tables[1].min()])
     hi = np.array([tables[0].max() + tables[1].max()])
-    mode = requant_mode(lo, hi, p["multiplier"], p["shift"], p["output_offset"], p["act"])
+    mode = requant_mode(lo, hi, p["multiplier"], p["shift"], p["out_zero_point"], p["act"])
     if not mode & Q_FAST:
         return None
     # indexed by the input byte as unsigned: entries 0..127 for x >= 0, 128..255 for x < 0
     lut = np.concatenate([np.roll(t, -128) for t in tables]).astype(np.int32)
     record = requant_records(np.zeros(1, np.int64), p["multiplier"], p["shift"],
-                             p["output_offset"] if mode & Q_ZPR else 0)[0]
+                             p["out_zero_point"] if mode & Q_ZP_IN_ROUNDING else 0)[0]
     spec = {"base": base, "lut": lut, "records": record}
     if _doubles(mode, lo, hi, p["multiplier"]):   # DSP: the tables doubled (see weighted_spec)
         mode |= Q_X2
@@ -251,16 +251,16 @@ def mean_spec(graph, op, p: dict, base: str, profile) -> dict | None:
     strides = [int(np.prod(shape[i + 1:])) for i in range(4)]
     kept = [(shape[i], strides[i]) for i in range(4) if not reduce[i] and shape[i] > 1]
     reduced = [(shape[i], strides[i]) for i in range(4) if reduce[i] and shape[i] > 1]
-    bias = -p["input_zero_point"] * p["count"]
+    bias = -p["in_zero_point"] * p["count"]
     lo, hi = np.array([bias - 128 * p["count"]]), np.array([bias + 127 * p["count"]])
-    mode = requant_mode(lo, hi, p["multiplier"], p["shift"], p["output_offset"], INT8_RANGE)
+    mode = requant_mode(lo, hi, p["multiplier"], p["shift"], p["out_zero_point"], INT8_RANGE)
     if not mode & Q_FAST:
         return None
     name = (f"{base}_{'x'.join(map(str, shape))}_r{''.join(str(int(r)) for r in reduce)}"
-            f"_q{mode}_z{c_int(p['output_offset'])}")
+            f"_q{mode}_z{c_int(p['out_zero_point'])}")
     record = requant_records(np.array([bias]), p["multiplier"], p["shift"],
-                             p["output_offset"] if mode & Q_ZPR else 0)[0]
-    return {"name": name, "base": base, "mode": mode, "zp": p["output_offset"], "kept": kept,
+                             p["out_zero_point"] if mode & Q_ZP_IN_ROUNDING else 0)[0]
+    return {"name": name, "base": base, "mode": mode, "zp": p["out_zero_point"], "kept": kept,
             "reduced": reduced, "records": record}
 
 

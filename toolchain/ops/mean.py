@@ -24,16 +24,16 @@ def lower(graph, op) -> dict:
     extra = min(count.bit_length() - 1, 32, 31 + shift)
     mult = ((mult << extra) // count) if extra >= 0 else (mult >> -extra) // count
     return {"in_shape": in_shape, "reduce": tuple(int(a in axes) for a in range(4)), "count": count,
-            "input_zero_point": inp.zero_point(), "output_offset": out.zero_point(),
+            "in_zero_point": inp.zero_point(), "out_zero_point": out.zero_point(),
             "multiplier": int(mult), "shift": int(shift - extra)}
 
 
 def reference(p, x):
     x4 = x.reshape(p["in_shape"]).astype(np.int64)
     axes = tuple(i for i, r in enumerate(p["reduce"]) if r)
-    total = x4.sum(axis=axes, keepdims=True) - p["input_zero_point"] * p["count"]
+    total = x4.sum(axis=axes, keepdims=True) - p["in_zero_point"] * p["count"]
     y = fp.multiply_by_quantized_multiplier(fp.wrap_int32(total), p["multiplier"], p["shift"])
-    return clamp(y + p["output_offset"], (-128, 127))
+    return clamp(y + p["out_zero_point"], (-128, 127))
 
 
 def float_reference(graph, op, x):
@@ -48,7 +48,7 @@ def torch(torch, call, x):
 def call(c, op, p, variant):
     (x,), y = io_refs(c, op)
     params = {"in_shape": p["in_shape"], "reduce": p["reduce"], "count": p["count"],
-              "in_zero_point": p["input_zero_point"], "out_offset": p["output_offset"],
+              "in_zero_point": p["in_zero_point"], "out_offset": p["out_zero_point"],
               "multiplier": p["multiplier"], "shift": p["shift"]}
     return OpCall(variant, "tdk_mean_params_t", params, [x, y])
 

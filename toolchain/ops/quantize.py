@@ -10,7 +10,7 @@ from ..errors import UserError
 from ..fixedpoint import quantize_multiplier
 from ..lowering import activation_range, f32
 from .base import CBinding, Kernel, OpDef, TFLite
-from .c import ELEMENTWISE_ARGS, elementwise_call
+from .c import ELEMENTWISE_ARGS, elementwise_call, elementwise_params
 
 
 def lower_quantize(graph, op) -> dict:
@@ -18,11 +18,11 @@ def lower_quantize(graph, op) -> dict:
     if out.dtype != "int8":
         raise UserError(f"op {op.name}: QUANTIZE to {out.dtype} is not supported (int8 only)")
     if inp.dtype == "float32":
-        return {"count": out.size, "scale": float(f32(out.scale())), "zero_point": out.zero_point()}
+        return {"count": out.size, "scale": float(f32(out.scale())), "out_zero_point": out.zero_point()}
     if inp.dtype == "int8":
         m, s = quantize_multiplier(float(f32(inp.scale())) / float(f32(out.scale())))
-        return {"count": out.size, "input_zero_point": inp.zero_point(),
-                "zero_point": out.zero_point(), "multiplier": m, "shift": s,
+        return {"count": out.size, "in_zero_point": inp.zero_point(),
+                "out_zero_point": out.zero_point(), "multiplier": m, "shift": s,
                 "act": activation_range(None, out)}   # a narrower feature map clamps to its width
     raise UserError(f"op {op.name}: QUANTIZE from {inp.dtype} is not supported")
 
@@ -31,7 +31,7 @@ def lower_dequantize(graph, op) -> dict:
     inp, out = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
     if inp.dtype != "int8" or out.dtype != "float32":
         raise UserError(f"op {op.name}: DEQUANTIZE {inp.dtype}->{out.dtype} is not supported")
-    return {"count": inp.size, "scale": float(f32(inp.scale())), "zero_point": inp.zero_point()}
+    return {"count": inp.size, "scale": float(f32(inp.scale())), "in_zero_point": inp.zero_point()}
 
 
 def reference_quantize(p, x):
@@ -42,25 +42,31 @@ def reference_quantize(p, x):
         d = (x / np.float32(p["scale"])).astype(np.float64)
         wild = ~(np.abs(d) < 2.0 ** 31)
         q = np.clip(np.sign(d) * np.floor(np.abs(np.nan_to_num(d)) + 0.5), -(1 << 30), 1 << 30)
-        q = np.where(wild, (1 << 30) if p["zero_point"] < 0 else -(1 << 30), q)
-        return np.clip(q.astype(np.int64) + p["zero_point"], -128, 127).astype(np.int8)
-    y = fp.multiply_by_quantized_multiplier(x.astype(np.int64) - p["input_zero_point"],
+        q = np.where(wild, (1 << 30) if p["out_zero_point"] < 0 else -(1 << 30), q)
+        return np.clip(q.astype(np.int64) + p["out_zero_point"], -128, 127).astype(np.int8)
+    y = fp.multiply_by_quantized_multiplier(x.astype(np.int64) - p["in_zero_point"],
                                             p["multiplier"], p["shift"])
-    return np.clip(y + p["zero_point"], *p["act"]).astype(np.int8)
+    return np.clip(y + p["out_zero_point"], *p["act"]).astype(np.int8)
 
 
 def reference_dequantize(p, x):
-    return (np.float64(p["scale"]) * (x.astype(np.float64) - p["zero_point"])).astype(np.float32)
+    return (np.float64(p["scale"]) * (x.astype(np.float64) - p["in_zero_point"])).astype(np.float32)
+
+
+def quantize_params(p: dict) -> dict:
+    if "multiplier" not in p:   # float32 -> int8
+        return elementwise_params(p["count"], p["out_zero_point"], scale=p["scale"])
+    return elementwise_params(p["count"], p["out_zero_point"], p["in_zero_point"], p["multiplier"], p["shift"], p["act"])
 
 
 def quantize_call(c, op, p, variant):
-    call = elementwise_call(c, op, p, variant)
+    call = elementwise_call(quantize_params)(c, op, p, variant)
     if variant == "requantize_region":   # per pixel of the region
         call.params["count"] = c.graph.tensors[op.inputs[0]].shape[-1]
     return call
 
 
-def quantize_variant(graph, op, how):
+def quantize_variant(graph, op, inplace):
     return "quantize" if graph.tensors[op.inputs[0]].dtype == "float32" else "requantize"
 
 
@@ -82,7 +88,8 @@ DEQUANTIZE = OpDef(
     "dequantize", lower_dequantize, reference_dequantize, None, None,
     TFLite(("DEQUANTIZE",), "DequantizeOptions", (2, 2)),
     CBinding((Kernel("dequantize", "dequantize", "const tdk_elementwise_params_t *p, const int8_t *in, float *out"),),
-             elementwise_call),
+             # the element-wise block's zero_point is the one its kernel applies: DEQUANTIZE's input's
+             elementwise_call(lambda p: elementwise_params(p["count"], p["in_zero_point"], scale=p["scale"]))),
     channels="carry")
 
 DEFINITIONS = (QUANTIZE, DEQUANTIZE)
