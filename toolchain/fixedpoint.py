@@ -1,8 +1,10 @@
 """Fixed-point arithmetic of TensorFlow Lite Micro's int8 kernels (gemmlowp "double rounding").
 
 Every function works elementwise on numpy int64 arrays holding int32 values, so one
-implementation serves scalars and whole tensors. The C kernels implement the same functions in
-templates/kernels/tdk_fixedpoint.h; both are held to TFLM by the tests.
+implementation serves scalars and whole tensors. The C kernels implement the same functions under
+the same names (tdk_saturating_rounding_doubling_high_mul, tdk_rounding_divide_by_pot,
+tdk_multiply_by_quantized_multiplier) in templates/kernels/tdk_kernels.h.j2; both are held to TFLM
+by the tests.
 """
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from ..fixedpoint import (multiply_by_pot, multiply_by_quantized_multiplier, rou
 from ..lowering import spatial_geometry
 
 INT8_RANGE = (-128, 127)
-Q_FAST, Q_SIGN, Q_SAT8, Q_ZP_IN_ROUNDING, Q_X2 = 1, 2, 4, 8, 16   # TDK_Q_* in tdk_opt.h.j2
+Q_FAST, Q_SIGN, Q_SAT8, Q_ZP_IN_ROUNDING, Q_X2 = 1, 2, 4, 8, 16   # TDK_Q_* in tdk_opt.h.j2 (TDK_Q_ZP_IN_ROUNDING: the zero point in the rounding term)
 ZPR_MAX_SHIFT = 22   # |v| <= 2^30, 2^(r-1) + |zp| << r <= 2^29 + 2^21: no int32 overflow
 DSP_ROW_ALIGN = 8                  # elements: GEMM rows start 16-byte aligned as int16
 DW_PLANE_BYTES = 2048              # depthwise: keep a whole int16 channel plane up to this size
