@@ -233,6 +233,8 @@ def verify(out_dir, target, inputs, extra_cflags):
         step.stop()
     v, mem = report["verification"], report["memory"]
     tflm = {True: "yes", False: "NO", None: v.get("tflm_note", "not available")}[v["tflm_bit_exact"]]
+    if v.get("tflm_skipped_inputs") and v["tflm_bit_exact"] is not None:
+        tflm += f" ({v['tflm_note']})"
     click.echo(f"{report['target']}: {v['inputs']} inputs, bit-exact with reference: "
                f"{'yes' if v['bit_exact'] else 'NO'}, with TFLM: {tflm}; arena {mem['arena_bytes']:,} B, "
                f"stack {mem['stack_bytes']:,} B, peak SRAM {mem['peak_sram_bytes']:,} B"

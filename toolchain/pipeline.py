@@ -33,7 +33,7 @@ from .importers import load_model
 from .importers.tflite import import_tflite
 from .ir import Graph
 from .passes import fold_pad_into_conv, strip_float_io
-from .reference import run_reference
+from .reference import ops_beyond_tflm, run_reference
 
 SETTINGS_FILE = "convert.json"
 DEFAULT_TEST_INPUTS = 20
@@ -394,13 +394,28 @@ def verify(out_dir: str | Path, target: str | None = None, inputs_path: str | Pa
                     "mismatched_inputs": mismatches, "reference": "tinydeploy integer reference (numpy)",
                     "instructions_per_inference": result.counts and result.counts.per_inference,
                     "instructions_total": result.counts and result.counts.total}
+    tflm_failure = None
     if tflm.available() and not four_bit_activations and low is None:
         step("comparing with TensorFlow Lite Micro")
-        tflm_bytes = _tflm_outputs(out_dir / MODEL_FILE, graph, settings["io"], inputs)
-        tflm_bad = [i for i, e in enumerate(tflm_bytes) if result.outputs.get(i) != e]
-        verification["tflm_bit_exact"] = not tflm_bad
-        verification["tflm_mismatched_inputs"] = tflm_bad
-        verification["reference"] += " + TensorFlow Lite Micro"
+        beyond = {i: ops for i, x in enumerate(inputs) if (ops := ops_beyond_tflm(graph, split_feeds(graph, x)))}
+        runnable = [i for i in range(len(inputs)) if i not in beyond]
+        try:
+            tflm_bytes = _tflm_outputs(out_dir / MODEL_FILE, graph, settings["io"], [inputs[i] for i in runnable])
+        except tflm.TflmFailure as failure:
+            tflm_failure = _tflm_failure_line(failure, runnable, verification)
+            verification.update(tflm_bit_exact=None, tflm_note=tflm_failure)
+        else:
+            tflm_bad = [i for i, e in zip(runnable, tflm_bytes) if result.outputs.get(i) != e]
+            verification["tflm_bit_exact"] = not tflm_bad if runnable else None
+            verification["tflm_mismatched_inputs"] = tflm_bad
+            verification["reference"] += " + TensorFlow Lite Micro"
+        if beyond:
+            ops = sorted({op for found in beyond.values() for op in found})
+            verification["tflm_skipped_inputs"] = sorted(beyond)
+            verification["tflm_note"] = (f"TensorFlow Lite Micro asserts in {', '.join(ops)} on {len(beyond)} of "
+                                         f"{len(inputs)} inputs (beyond its fixed-point range): compared with it on "
+                                         f"the other {len(runnable)}")
+            step(verification["tflm_note"])
     else:
         verification["tflm_bit_exact"] = None
         verification["tflm_note"] = ("not available" if not tflm.available() else
@@ -415,10 +430,20 @@ def verify(out_dir: str | Path, target: str | None = None, inputs_path: str | Pa
             low.int8, low.stage, low.plan, [flags for _, flags in runs])
     report["predictions"] = [_prediction(result.outputs.get(i), graph) for i in range(len(inputs))]
     report_mod.write(out_dir, report)
+    if tflm_failure:   # the figures are in the report; the run still failed to compare
+        raise UserError(tflm_failure)
     if board.is_board:
         fit.check_fits(board, settings["source"], {"sram_bytes": mem["peak_sram_bytes"],
                                                    "flash_bytes": mem["flash_bytes"]}, "measured")
     return report
+
+
+def _tflm_failure_line(failure, runnable: list[int], verification: dict) -> str:
+    """One line for a TFLM run that died or raised: on which input, why, and what the C did."""
+    where = "" if failure.index is None else f" on input {runnable[failure.index]}"
+    ours = "matches" if verification["bit_exact"] else "does not match"
+    return (f"TensorFlow Lite Micro could not run the model{where} ({failure.reason}); the C program {ours} "
+            f"the tinydeploy reference (figures in report.json)")
 
 
 def _output_bytes(outputs: list[np.ndarray]) -> bytes:
