@@ -379,10 +379,8 @@ def verify(out_dir: str | Path, target: str | None = None, inputs_path: str | Pa
     else:
         inputs = list(np.load(c_dir / "harness" / "test_inputs.npy"))
     step = progress or (lambda message: None)
-    step(f"building for {target}")
-    elf = target_build.build(c_dir, target, out_dir / "build" / target, extra_cflags)
-    step(f"running {len(inputs)} inputs on {target}")
-    result = target_build.run(target, elf)
+    elf, result = target_build.build_and_run(c_dir, target, out_dir / "build" / target, inputs, io_in["ctype"],
+                                             settings["prefix"], extra_cflags, step)
     step("comparing with the reference executor")
     if low is None:
         expected = [_output_bytes(run_reference(graph, split_feeds(graph, x))) for x in inputs]
