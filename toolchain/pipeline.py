@@ -2,6 +2,7 @@
 compare). The CLI is a thin shell over these."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -206,11 +207,13 @@ def convert(model_path: str | Path, target: str, out_dir: str | Path, io: str = 
             prefix: str = "model", patch: str = "auto", max_mac_overhead: float = 0.10,
             stream_input: bool = False, progress=None, calib: str | Path | None = None,
             calib_method: str = DEFAULT_METHOD, input_shape: tuple[int, ...] | None = None, calib_progress=None,
-            pruning: dict | None = None, mixed: dict | None = None, quantmcu: dict | None = None) -> dict:
+            pruning: dict | None = None, mixed: dict | None = None, quantmcu: dict | None = None,
+            labels_file: str | Path | None = None) -> dict:
     """pruning: None, or {"ratio": R | "budget": "macs=N", "importance", "labels", "epochs"}.
     mixed: None (int8), or {"kind": "weight_fraction" | "bitops", "value": budget} (import_int8).
-    quantmcu: None, or {"sigma", "lambda"} (with_quantmcu)."""
+    quantmcu: None, or {"sigma", "lambda"} (with_quantmcu). labels_file: one class label per line."""
     model_path, out_dir = Path(model_path), Path(out_dir)
+    labels = read_labels(Path(labels_file)) if labels_file is not None else None
     board = get_target(target)
     if mixed and mixed.get("activations") and is_bundle_target(target):
         raise UserError(f"--mixed-activations: the {target} bundle runs the TFLite model, and TFLite cannot "
@@ -229,6 +232,8 @@ def convert(model_path: str | Path, target: str, out_dir: str | Path, io: str = 
         source = load_model(model_path, input_shape)
         schedule, quantmcu_info, calib_feeds = with_quantmcu(schedule, dsp, Path(calib), quantmcu,
                                                              source if is_float_model(source) and not pruning else None)
+    if labels is not None:
+        check_labels(labels, graph, Path(labels_file))
     inputs = random_inputs(graph, DEFAULT_TEST_INPUTS)
     if quantmcu:   # random inputs are all outliers: real ones take the low path too
         half = DEFAULT_TEST_INPUTS // 2
@@ -237,7 +242,8 @@ def convert(model_path: str | Path, target: str, out_dir: str | Path, io: str = 
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         with dsp_layouts(dsp):   # as the schedule was planned
-            facts = emit_c_project(schedule, tmp / "c", inputs, prefix)
+            facts = emit_c_project(schedule, tmp / "c", inputs, prefix,
+                                   model_sha256=hashlib.sha256(model_path.read_bytes()).hexdigest(), labels=labels)
         need = fit.estimate(schedule.plan.arena_bytes, boundary(schedule.graph, schedule.graph.outputs)["bytes"],
                             facts["weights_bytes"], len(facts["kernels"]))
         fit.check_fits(board, model_path.name, need, "estimated")
@@ -270,6 +276,28 @@ def convert(model_path: str | Path, target: str, out_dir: str | Path, io: str = 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return report
+
+
+LABELS_MAX_BYTES = 1 << 20
+
+
+def read_labels(path: Path) -> list[str]:
+    """Class labels, one per line, from a UTF-8 text file (a trailing empty line ignored)."""
+    if not path.is_file():
+        raise UserError(f"{path}: --labels-file must be a regular file")
+    if path.stat().st_size > LABELS_MAX_BYTES:
+        raise UserError(f"{path}: --labels-file is over {LABELS_MAX_BYTES:,} bytes: not a label list")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: --labels-file is not UTF-8 text") from None
+    return text.splitlines()
+
+
+def check_labels(labels: list[str], graph: Graph, path: Path) -> None:
+    classes = graph.tensors[graph.outputs[0]].shape[-1]
+    if len(labels) != classes:
+        raise UserError(f"{path}: {len(labels)} labels for {classes} output values (one label per line)")
 
 
 def _replace_dir(tmp: Path, out_dir: Path) -> None:
