@@ -20,6 +20,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q torch==2.13.0
-.venv/bin/pip install -q -e ".[verify,frameworks,test]"
+.venv/bin/pip install -q -e ".[verify,frameworks,test,bench]"
 # The QEMU plugin that counts instructions (verify builds it on first use when this step did not).
 .venv/bin/python -c "from targets.counting import plugin_path; print('instruction counter:', plugin_path())"

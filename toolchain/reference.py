@@ -38,3 +38,15 @@ def run_ops(graph: Graph, values: dict[str, np.ndarray], ops) -> dict[str, np.nd
         t = graph.tensors[op.outputs[0]]
         values[op.outputs[0]] = np.asarray(out).astype(t.dtype).reshape(t.shape)
     return values
+
+
+def ops_beyond_tflm(graph: Graph, feeds: list[np.ndarray]) -> list[str]:
+    """The ops (as 'KIND (op N)') whose input, on these feeds, is one TFLM's kernels assert on."""
+    values = run_reference(graph, feeds, keep=True)
+    found = []
+    for i, op in enumerate(graph.ops):
+        definition = op_def(op.kind)
+        if definition.beyond_tflm is not None and definition.beyond_tflm(definition.lower(graph, op),
+                                                                         values[op.inputs[0]]):
+            found.append(f"{op.kind.upper()} (op {i})")
+    return found

@@ -20,6 +20,7 @@ class TargetOptions:
     name: str = "host"            # a core or board of targets/registry.py
     io: str = "model"             # the C API's boundary type: the model's own, or int8
     prefix: str = "model"         # C symbol prefix
+    labels_file: Path | None = None   # one class label per line, for model.h
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,8 @@ class ConvertOptions:
     @classmethod
     def from_flags(cls, target, io, prefix, patch, max_mac_overhead, stream_input, calib, calib_method, input_shape,
                    prune_ratio, prune_budget, prune_importance, prune_epochs, labels, quant, weight_budget,
-                   quant_budget, mixed_activations, quantmcu, outlier_sigma, vdqs_lambda) -> ConvertOptions:
+                   quant_budget, mixed_activations, labels_file, quantmcu, outlier_sigma,
+                   vdqs_lambda) -> ConvertOptions:
         """The options `tinydeploy convert`'s flags ask for; what only flags can get wrong (two that
         exclude each other, one that needs another) is refused here, the rest by check()."""
         if prune_ratio is not None and prune_budget is not None:
@@ -112,7 +114,7 @@ class ConvertOptions:
         prune = None
         if prune_ratio is not None or prune_budget is not None:
             prune = PruneOptions(prune_ratio, prune_budget, prune_importance, prune_epochs, labels)
-        return cls(TargetOptions(target, io, prefix), PatchOptions(patch, max_mac_overhead, stream_input),
+        return cls(TargetOptions(target, io, prefix, labels_file), PatchOptions(patch, max_mac_overhead, stream_input),
                    PrecisionOptions(calib_method, mixed, mixed_activations), prune,
                    QuantMCUOptions(DEFAULT_SIGMA if outlier_sigma is None else outlier_sigma,
                                    DEFAULT_LAMBDA if vdqs_lambda is None else vdqs_lambda) if quantmcu else None,

@@ -2,6 +2,7 @@
 output folder, all or nothing. The CLI is a thin shell over it; verify and bench read what it wrote."""
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -211,6 +212,7 @@ def convert(model_path: str | Path, out_dir: str | Path, options: ConvertOptions
     """Convert the model into out_dir (written whole or not at all); returns report.json's dict."""
     options.check()
     model_path, out_dir = Path(model_path), Path(out_dir)
+    labels = read_labels(options.target.labels_file) if options.target.labels_file is not None else None
     board = get_target(options.target.name)
     imported = import_int8(model_path, options, progress)
     graph = strip_float_io(imported.graph) if options.target.io == "int8" else imported.graph
@@ -219,6 +221,8 @@ def convert(model_path: str | Path, out_dir: str | Path, options: ConvertOptions
     if options.quantmcu:
         quantmcu = quantmcu_schedule(schedule, imported, options, progress)
         schedule = quantmcu.schedule
+    if labels is not None:
+        check_labels(labels, graph, options.target.labels_file)
     inputs = random_inputs(graph, DEFAULT_TEST_INPUTS)
     if quantmcu:   # random inputs are all outliers: real ones take the low path too
         half = DEFAULT_TEST_INPUTS // 2
@@ -227,7 +231,8 @@ def convert(model_path: str | Path, out_dir: str | Path, options: ConvertOptions
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        emitted = emit_c_project(schedule, tmp / "c", inputs, options.target.prefix)
+        emitted = emit_c_project(schedule, tmp / "c", inputs, options.target.prefix,
+                                 model_sha256=hashlib.sha256(model_path.read_bytes()).hexdigest(), labels=labels)
         need = fit.estimate(schedule.plan.arena_bytes, boundary(schedule.graph, schedule.graph.outputs)["bytes"],
                             emitted.weights_bytes, len(emitted.kernels))
         fit.check_fits(board, model_path.name, need, "estimated")
@@ -251,6 +256,28 @@ def convert(model_path: str | Path, out_dir: str | Path, options: ConvertOptions
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return report
+
+
+LABELS_MAX_BYTES = 1 << 20
+
+
+def read_labels(path: Path) -> list[str]:
+    """Class labels, one per line, from a UTF-8 text file (a trailing empty line ignored)."""
+    if not path.is_file():
+        raise UserError(f"{path}: --labels-file must be a regular file")
+    if path.stat().st_size > LABELS_MAX_BYTES:
+        raise UserError(f"{path}: --labels-file is over {LABELS_MAX_BYTES:,} bytes: not a label list")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: --labels-file is not UTF-8 text") from None
+    return text.splitlines()
+
+
+def check_labels(labels: list[str], graph: Graph, path: Path) -> None:
+    classes = graph.tensors[graph.outputs[0]].shape[-1]
+    if len(labels) != classes:
+        raise UserError(f"{path}: {len(labels)} labels for {classes} output values (one label per line)")
 
 
 def make_manifest(model_path: Path, options: ConvertOptions, imported: Imported, schedule: Schedule) -> Manifest:

@@ -19,7 +19,7 @@ from toolchain import tflm
 from toolchain.errors import UserError
 from toolchain.importers import load_model
 from toolchain.ir import Graph
-from toolchain.reference import run_reference
+from toolchain.reference import ops_beyond_tflm, run_reference
 
 from . import report as report_mod
 from .manifest import MODEL_FILE, Manifest
@@ -68,10 +68,8 @@ def verify(out_dir: str | Path, target: str | None = None, inputs_path: str | Pa
         np.save(c_dir / "harness" / "test_inputs.npy", np.stack(inputs))
     else:
         inputs = list(np.load(c_dir / "harness" / "test_inputs.npy"))
-    progress.step(f"building for {target}")
-    elf = target_build.build(c_dir, target, out_dir / "build" / target, extra_cflags)
-    progress.step(f"running {len(inputs)} inputs on {target}")
-    result = target_build.run(target, elf)
+    elf, result = target_build.build_and_run(c_dir, target, out_dir / "build" / target, inputs, io_in["ctype"],
+                                             manifest.prefix, extra_cflags, progress.step)
     progress.step("comparing with the reference executor")
     if low is None:
         expected = [_output_bytes(run_reference(graph, split_feeds(graph, x))) for x in inputs]
@@ -83,13 +81,9 @@ def verify(out_dir: str | Path, target: str | None = None, inputs_path: str | Pa
                     "mismatched_inputs": mismatches, "reference": "tinydeploy integer reference (numpy)",
                     "instructions_per_inference": result.counts and result.counts.per_inference,
                     "instructions_total": result.counts and result.counts.total}
+    tflm_failure = None
     if tflm.available() and not four_bit_activations and low is None:
-        progress.step("comparing with TensorFlow Lite Micro")
-        tflm_bytes = _tflm_outputs(out_dir / MODEL_FILE, graph, inputs)
-        tflm_bad = [i for i, e in enumerate(tflm_bytes) if result.outputs.get(i) != e]
-        verification["tflm_bit_exact"] = not tflm_bad
-        verification["tflm_mismatched_inputs"] = tflm_bad
-        verification["reference"] += " + TensorFlow Lite Micro"
+        tflm_failure = compare_with_tflm(out_dir / MODEL_FILE, graph, inputs, result.outputs, verification, progress)
     else:
         verification["tflm_bit_exact"] = None
         verification["tflm_note"] = ("not available" if not tflm.available() else
@@ -104,10 +98,49 @@ def verify(out_dir: str | Path, target: str | None = None, inputs_path: str | Pa
             low.int8, low.stage, low.plan, [flags for _, flags in runs])
     report["predictions"] = [_prediction(result.outputs.get(i), graph) for i in range(len(inputs))]
     report_mod.write(out_dir, report)
+    if tflm_failure:   # the figures are in the report; the run still failed to compare
+        raise UserError(tflm_failure)
     if board.is_board:
         fit.check_fits(board, manifest.source, {"sram_bytes": mem["peak_sram_bytes"],
                                                 "flash_bytes": mem["flash_bytes"]}, "measured")
     return report
+
+
+def compare_with_tflm(model_file: Path, graph: Graph, inputs, outputs: dict[int, bytes], verification: dict,
+                      progress: Progress) -> str | None:
+    """TensorFlow Lite Micro's outputs against the program's (verification gets tflm_* keys), on the
+    inputs its kernels do not assert on; a failed TFLM run is a line to raise once the figures are
+    written (returned)."""
+    progress.step("comparing with TensorFlow Lite Micro")
+    beyond = {i: ops for i, x in enumerate(inputs) if (ops := ops_beyond_tflm(graph, split_feeds(graph, x)))}
+    runnable = [i for i in range(len(inputs)) if i not in beyond]
+    failure_line = None
+    try:
+        tflm_bytes = _tflm_outputs(model_file, graph, [inputs[i] for i in runnable])
+    except tflm.TflmFailure as failure:
+        failure_line = _tflm_failure_line(failure, runnable, verification)
+        verification.update(tflm_bit_exact=None, tflm_note=failure_line)
+    else:
+        tflm_bad = [i for i, e in zip(runnable, tflm_bytes) if outputs.get(i) != e]
+        verification["tflm_bit_exact"] = not tflm_bad if runnable else None
+        verification["tflm_mismatched_inputs"] = tflm_bad
+        verification["reference"] += " + TensorFlow Lite Micro"
+    if beyond:
+        ops = sorted({op for found in beyond.values() for op in found})
+        verification["tflm_skipped_inputs"] = sorted(beyond)
+        verification["tflm_note"] = (f"TensorFlow Lite Micro asserts in {', '.join(ops)} on {len(beyond)} of "
+                                     f"{len(inputs)} inputs (beyond its fixed-point range): compared with it on "
+                                     f"the other {len(runnable)}")
+        progress.step(verification["tflm_note"])
+    return failure_line
+
+
+def _tflm_failure_line(failure, runnable: list[int], verification: dict) -> str:
+    """One line for a TFLM run that died or raised: on which input, why, and what the C did."""
+    where = "" if failure.index is None else f" on input {runnable[failure.index]}"
+    ours = "matches" if verification["bit_exact"] else "does not match"
+    return (f"TensorFlow Lite Micro could not run the model{where} ({failure.reason}); the C program {ours} "
+            f"the tinydeploy reference (figures in report.json)")
 
 
 def _output_bytes(outputs: list[np.ndarray]) -> bytes:

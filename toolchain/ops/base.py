@@ -104,7 +104,8 @@ class OpDef:
     Functions: `lower(graph, op)` -> the int8 constants TFLM's Prepare computes; `reference(params,
     *inputs)` -> the int8 output; `float_reference(graph, op, *inputs)`; `macs(graph, op)`;
     `torch(torch, call, *inputs)` -> the float output in torch (prune's fine-tuning; call: a
-    TorchCall); then the TFLite and C bindings."""
+    TorchCall); then the TFLite and C bindings; `beyond_tflm(params, input)`: whether TensorFlow
+    Lite Micro's kernel asserts on this input (where the reference and the C still compute)."""
     kind: str
     lower: Callable
     reference: Callable
@@ -122,6 +123,7 @@ class OpDef:
     fuses_activation: bool = False
     channels: str = "freeze"
     inplace: Callable | None = None
+    beyond_tflm: Callable | None = None
 
 
 @dataclass(frozen=True)

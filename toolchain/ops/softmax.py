@@ -65,7 +65,8 @@ def _one_over_one_plus_x(a):
     return fp.saturating_left_shift(x, 1)
 
 
-def reference(p, x):
+def _exps(p, x):
+    """Per row: which classes count (diff >= diff_min), exp(diff) in Q0.31, and the sum of exps in Q12.19."""
     rows = x.reshape(p["outer"], p["depth"]).astype(np.int64)
     diff = rows - rows.max(axis=1, keepdims=True)
     use = diff >= p["diff_min"]
@@ -73,10 +74,23 @@ def reference(p, x):
                                                        p["multiplier"])
     exps = _exp_on_negative_values(scaled)
     sums = np.where(use, fp.rounding_divide_by_pot(exps, 12), 0).sum(axis=1)
-    out = np.empty_like(rows)
+    return use, exps, sums
+
+
+def beyond_tflm(p, x) -> bool:
+    """Whether TFLM asserts on this input: a sum of exps of more than 28 bits (over 512 classes
+    near the row's maximum) makes its final RoundingDivideByPOT exponent exceed 31. The reference
+    and the C take that division in 64 bits (every output rounds to the bottom of the range)."""
+    _, _, sums = _exps(p, x)
+    return any((int(total) & 0xFFFFFFFF).bit_length() > 28 for total in sums)
+
+
+def reference(p, x):
+    use, exps, sums = _exps(p, x)
+    out = np.empty(exps.shape, np.int64)
     for i, total in enumerate(sums):
-        total = int(fp.wrap_int32(total))
-        headroom = 32 - int(total).bit_length() if total > 0 else 32
+        total = int(total) & 0xFFFFFFFF   # TFLM's int32 sum wraps (beyond 4096 classes); CLZ reads it unsigned
+        headroom = 32 - total.bit_length()
         bits_over_unit = 12 - headroom
         shifted_minus_one = int(fp.wrap_int32(((total << headroom) & 0xFFFFFFFF) - (1 << 31)))
         scale = _one_over_one_plus_x(shifted_minus_one)
@@ -100,4 +114,4 @@ DEFINITION = OpDef(
     CBinding((Kernel("softmax", "softmax", "const tdk_softmax_params_t *p, const int8_t *in, int8_t *out"),),
              struct_call("tdk_softmax_params_t")),
     macs=lambda graph, op: graph.tensors[op.outputs[0]].size, grid="fixed",
-    fixed_grid=(float(np.float32(1.0 / 256)), -128))
+    fixed_grid=(float(np.float32(1.0 / 256)), -128), beyond_tflm=beyond_tflm)
