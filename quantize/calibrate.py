@@ -10,28 +10,24 @@ import numpy as np
 from toolchain.errors import UserError
 from toolchain.float_reference import run_float
 from toolchain.ir import Graph
+from toolchain.read_policy import DEFAULT_POLICY, ReadPolicy
+from toolchain.safe_files import load_array
 
 HISTOGRAM_BINS = 2048
 CALIB_HELP = "a .npy, or .npz with key 'x', of float32 samples in the model's own input layout"
 
 
-def load_calibration(path: str | Path, graph: Graph) -> np.ndarray:
+def load_calibration(path: str | Path, graph: Graph, policy: ReadPolicy = DEFAULT_POLICY) -> np.ndarray:
     """The samples in `path` as (N, *input shape without batch), checked against `graph`: float32, or
-    for a model with an int8 (uint8) input also that type."""
+    for a model with an int8 (uint8) input also that type. The file's header is checked against
+    the read policy before numpy allocates the samples."""
     path = Path(path)
     if len(graph.inputs) != 1:
         raise UserError(f"calibration supports models with one input; this one has {len(graph.inputs)}")
     shape = graph.tensors[graph.inputs[0]].shape
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"{path}: no such calibration file (expected {CALIB_HELP})")
-    try:
-        data = np.load(path, allow_pickle=False)
-    except Exception as exc:
-        raise UserError(f"{path}: cannot read calibration data ({type(exc).__name__}; expected {CALIB_HELP})") from None
-    if isinstance(data, np.lib.npyio.NpzFile):
-        if "x" not in data.files:
-            raise UserError(f"{path}: .npz has no key 'x' (keys: {', '.join(data.files) or 'none'})")
-        data = data["x"]
+    data = load_array(path, policy, "calibration data", npz_key="x")
     integer = graph.tensors[graph.inputs[0]].dtype
     if data.dtype != np.float32 and not (integer in ("int8", "uint8") and data.dtype == np.dtype(integer)):
         also = f" or {integer}, the model's own input type" if integer in ("int8", "uint8") else ""
