@@ -51,8 +51,9 @@ def convert_in_child(task: str, path: Path, options: dict, policy: ReadPolicy, w
         request = {"task": task, "path": str(path), "options": options, "trust_pickle": policy.trust_pickle,
                    "result": str(tmp / "result"), "error": str(tmp / "error"), "sys_path": sys.path,
                    "data_bytes": max(CHILD_DATA_BYTES, 6 * policy.max_tensor_bytes)}
+        (tmp / "tmp").mkdir()   # what the frameworks leave in TMPDIR (autograph, inductor caches) goes with it
         env = {**os.environ, **QUIET_ENV, **({} if policy.trust_pickle else UNTRUSTED_ENV),
-               "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+               "PYTHONPATH": os.pathsep.join(p for p in sys.path if p), "TMPDIR": str(tmp / "tmp")}
         with open(tmp / "log", "wb") as log:
             proc = subprocess.run([sys.executable, "-m", "toolchain.importers.isolated"],
                                   input=json.dumps(request).encode(), stdout=log, stderr=log, env=env)
