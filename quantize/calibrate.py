@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolchain.errors import UserError
+from toolchain.errors import UserError, quoted
 from toolchain.float_reference import run_float
 from toolchain.ir import Graph
 from toolchain.read_policy import DEFAULT_POLICY, ReadPolicy
@@ -63,6 +63,9 @@ def _run_all(graph: Graph, samples: np.ndarray, step, visit) -> None:
         values = run_float(graph, [sample.reshape(shape)], keep=True)
         for name, value in values.items():
             if not graph.tensors[name].is_const:
+                if not np.isfinite(value).all():   # finite weights can still overflow float32
+                    raise UserError(f"calibration: the float model computes NaN or infinite values in tensor "
+                                    f"{quoted(name)} on the calibration data; it cannot be quantized")
                 visit(name, value)
         step()
 

@@ -22,7 +22,7 @@ def write(out_dir: Path, report: dict) -> None:
 def _replace(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        tmp.write_text(text)
+        tmp.write_text(text, errors="backslashreplace")   # a file name may not be valid UTF-8
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -186,7 +186,7 @@ def _check_fully_connected(graph: Graph, op: Op, where: str) -> None:
     size = math.prod(x)
     if size % depth:
         raise UserError(f"{where}: input {list(x)} ({size} values) is not a whole number of rows of {depth}")
-    if math.prod(out) != size // depth * units or out[-1] != units:
+    if math.prod(out) != size // depth * units or not out or out[-1] != units:
         raise UserError(f"{where}: output shape {list(out)}, the op computes {size // depth} rows of {units}")
     _bias(graph, op, units, where)
 
@@ -304,5 +304,7 @@ def _check_dtypes(graph: Graph, op: Op, quantized: bool, where: str) -> None:
             if not boundary:
                 raise UserError(f"{where}: tensor {quoted(name)} is float32 in a quantized model "
                                 f"(only a QUANTIZE input or a DEQUANTIZE output may be)")
-        elif t.quant is None and not t.is_const:
+        elif t.quant is None and not (t.is_const and position == 2 and t.dtype == "int32"
+                                      and op.kind in ("conv2d", "depthwise_conv2d", "fully_connected")):
+            # a bias may do without: it is added as it is; weights and activations are requantized
             raise UserError(f"{where}: tensor {quoted(name)} is {t.dtype} without quantization parameters")

@@ -62,15 +62,15 @@ def convert_in_child(task: str, path: Path, options: dict, policy: ReadPolicy, w
         if proc.returncode == 0:
             return (tmp / "result").read_bytes()
         if proc.returncode == 2:
-            raise UserError((tmp / "error").read_text())
+            raise UserError((tmp / "error").read_text(errors="replace"))
         if proc.returncode < 0:
             name = signal.Signals(-proc.returncode).name
             raise UserError(f"{quoted(path)}: the {what} reader crashed on this file ({name}): it is corrupt "
                             f"or made to crash readers")
         if proc.returncode == CRASHED and (tmp / "error").exists():
             raise UserError(f"{quoted(path)}: the {what} reader ran out of memory or failed inside its "
-                            f"native code ({(tmp / 'error').read_text()})")
-        detail = (tmp / "error").read_text() if (tmp / "error").exists() else f"exit code {proc.returncode}"
+                            f"native code ({(tmp / 'error').read_text(errors='replace')})")
+        detail = (tmp / "error").read_text(errors="replace") if (tmp / "error").exists() else f"exit code {proc.returncode}"
         raise RuntimeError(f"the {what} reader failed: {detail}")
 
 
@@ -93,6 +93,11 @@ def _close_pickle() -> None:
 REQUEST: dict = {}
 
 
+def _report(text: str) -> None:
+    """The child's error channel; a name from the file may hold any code point (surrogates too)."""
+    Path(REQUEST["error"]).write_text(text, errors="backslashreplace")
+
+
 def _tasks():
     from . import keras, torch as torch_importer
     return {"torch": torch_importer.export_onnx, "keras": keras.keras_file_to_tflite,
@@ -110,14 +115,14 @@ def main() -> None:
         data = _tasks()[REQUEST["task"]](Path(REQUEST["path"]), REQUEST["options"], REQUEST["trust_pickle"])
         Path(REQUEST["result"]).write_bytes(data)
     except UserError as exc:
-        Path(REQUEST["error"]).write_text(str(exc))
+        _report(str(exc))
         code = 2
     except MemoryError:
-        Path(REQUEST["error"]).write_text("MemoryError")
+        _report("MemoryError")
         code = CRASHED
     except BaseException as exc:   # a bug of ours: the parent reports it as an internal error
         traceback.print_exc()
-        Path(REQUEST["error"]).write_text(f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}")
+        _report(f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}")
         code = FAILED
     sys.stdout.flush()
     sys.stderr.flush()

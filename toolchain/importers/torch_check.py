@@ -47,9 +47,12 @@ def _allowed_target(target) -> bool:
 
 
 def _size_text(size: dict) -> str:
+    """A size as text: the number, or the symbol's name (read, never evaluated)."""
     if "as_int" in size:
         return str(size["as_int"])
-    return str((size.get("as_expr") or {}).get("expr_str", "?"))
+    expr = str((size.get("as_expr") or {}).get("expr_str", "?"))
+    symbol = re.match(r"Symbol\('(\w+)'", expr)
+    return symbol.group(1) if symbol else expr[:40]
 
 
 def _dynamic_input(program: dict) -> tuple[str, list[str]] | None:
