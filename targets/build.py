@@ -12,6 +12,7 @@ from pathlib import Path
 
 from toolchain.errors import UserError
 
+from .c_emitter import write_test_inputs
 from .counting import Counts, plugin_args, read_counts
 from .elf import Elf
 from .registry import Target, get_target
@@ -39,7 +40,7 @@ def check_tools(t: Target) -> None:
 def build(c_dir: Path, target: str, build_dir: Path, extra_cflags: str = "") -> Path:
     t = get_target(target)
     check_tools(t)
-    cmd = ["make", "-s", "-C", str(c_dir), f"TARGET={target}", f"BUILD_DIR={build_dir.resolve()}"]
+    cmd = ["make", "-s", "-C", str(c_dir), f"TARGET={target}", f"BUILD_DIR={build_dir.resolve()}", "MAP=qemu"]
     if extra_cflags:
         cmd.append(f"EXTRA_CFLAGS={extra_cflags}")
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -48,6 +49,55 @@ def build(c_dir: Path, target: str, build_dir: Path, extra_cflags: str = "") -> 
         first = next((line for line in lines if "error" in line or "overflow" in line), lines[-1] if lines else "?")
         raise UserError(f"build for {target} failed: {first.strip()}")
     return build_dir.resolve() / "model.elf"
+
+
+def build_and_run(c_dir: Path, target: str, build_dir: Path, inputs: list, ctype: str, prefix: str,
+                  extra_cflags: str = "", progress=None) -> tuple[Path, RunResult]:
+    """Build the harness with `inputs` compiled in and run it. When the emulator keeps the test
+    vectors in the board's own flash (a board QEMU runs on its real map) and they do not fit
+    beside the firmware, run them in as many builds as it takes; the outputs are numbered as in
+    `inputs`, the counts add up. The project keeps all of `inputs` in harness/test_inputs.c."""
+    step = progress or (lambda message: None)
+    t = get_target(target)
+    step(f"building for {target}")
+    try:
+        elf = build(c_dir, target, build_dir, extra_cflags)
+    except UserError as exc:
+        vectors_in_flash = t.qemu_memory is not None and t.qemu_memory.test_data is None
+        if not (vectors_in_flash and len(inputs) > 1 and re.search(r"overflow|will not fit", str(exc))):
+            raise
+        batch = _vectors_that_fit(c_dir, t, build_dir, inputs, ctype, prefix, extra_cflags)
+    else:
+        step(f"running {len(inputs)} inputs on {target}")
+        return elf, run(target, elf)
+    merged = RunResult({}, None, "")
+    try:
+        for start in range(0, len(inputs), batch):
+            step(f"running inputs {start}-{min(start + batch, len(inputs)) - 1} of {len(inputs)} on {target} "
+                 f"(the test vectors fill its flash)")
+            write_test_inputs(c_dir, inputs[start:start + batch], ctype, prefix)
+            elf = build(c_dir, target, build_dir, extra_cflags)
+            part = run(target, elf)
+            merged.outputs.update({start + i: out for i, out in part.outputs.items()})
+            merged.stack_bytes = max(merged.stack_bytes or 0, part.stack_bytes or 0)
+            merged.stdout += part.stdout
+            merged.counts = part.counts if merged.counts is None else merged.counts + part.counts
+    finally:
+        write_test_inputs(c_dir, inputs, ctype, prefix)
+    return elf, merged
+
+
+def _vectors_that_fit(c_dir: Path, t: Target, build_dir: Path, inputs: list, ctype: str, prefix: str,
+                      extra_cflags: str) -> int:
+    """How many test vectors fit in the flash beside the firmware (measured on a build with one)."""
+    write_test_inputs(c_dir, inputs[:1], ctype, prefix)
+    try:
+        elf = build(c_dir, t.name, build_dir, extra_cflags)
+    except UserError as exc:
+        raise UserError(f"{exc} (even with a single test vector in the board's flash)") from None
+    vector = Elf(elf).symbols()[TEST_VECTORS].size
+    free = t.qemu_memory.flash.size - firmware_memory(elf)["flash_bytes"]
+    return max(1, free // max(vector, 1) - 1)   # one vector's room for alignment
 
 
 def run(target: str, elf: Path, timeout: float = RUN_TIMEOUT_S, count: bool = True) -> RunResult:

@@ -25,6 +25,9 @@ class Counts:
     region: int     # between the markers: the model invocations
     regions: int    # how many invocations
 
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(self.total + other.total, self.region + other.region, self.regions + other.regions)
+
     @property
     def per_inference(self) -> int | None:
         return round(self.region / self.regions) if self.regions else None

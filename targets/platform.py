@@ -13,6 +13,15 @@ from .registry import TARGETS
 MIN_STACK_BYTES = 1024
 
 
+def linker_scripts(t) -> dict[str, object]:
+    """platform/<target>.ld (the board's own memory map) and, for a board its emulator cannot run
+    on that map, platform/<target>-qemu.ld (the emulator's map cut to the board's budgets)."""
+    scripts = {f"platform/{t.name}.ld": t.memory}
+    if t.emulated_memory is not None:
+        scripts[f"platform/{t.name}-qemu.ld"] = t.emulated_memory
+    return scripts
+
+
 def build_files(env: jinja2.Environment) -> dict[str, str]:
     """Relative path in the C project -> contents."""
     targets = list(TARGETS.values())
@@ -20,7 +29,9 @@ def build_files(env: jinja2.Environment) -> dict[str, str]:
     linker = env.get_template("platform/link.ld.j2")
     for t in targets:
         if t.bare_metal:
-            files[f"platform/{t.name}.ld"] = linker.render(t=t, hex=hex, min_stack=MIN_STACK_BYTES)
+            for rel, memory in linker_scripts(t).items():
+                files[rel] = linker.render(t=t, m=memory, emulated=memory is not t.memory, hex=hex,
+                                           min_stack=MIN_STACK_BYTES)
     if any(t.platform == "cortex-m" for t in targets):
         files["platform/startup_cortex_m.c"] = env.get_template("platform/startup_cortex_m.c.j2").render()
     return files

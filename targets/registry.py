@@ -1,11 +1,15 @@
 """The target registry: targets are data (ISA, compiler, flags, budgets, emulator), not code.
 
 A core is an instruction set with its compiler flags and the emulator that runs it. A board names
-its core and adds the SRAM and flash budgets of the real part: it builds with its core's flags,
-runs in its core's emulator, and links against a memory map cut down to its budgets, so a build
-that would not fit the part does not link.
+its core and adds the real part's memory map (flash and SRAM base and size, extra RAM banks such
+as CCM or DTCM, where the reset vector table sits), from the vendor's datasheet or reference
+manual: `make TARGET=<board>` links the board's firmware against that map. Under emulation a
+board runs on a QEMU machine with the same map where QEMU 7.2 has one (stm32f405 on
+netduinoplus2, stm32f100 on stm32vldiscovery); the others run on their core's machine, linked
+against the core's map cut down to the board's budgets (`platform/<board>-qemu.ld`), so a build
+that would not fit the part does not link either way.
 
-Memory maps, as QEMU 7.2 offers them (`info mtree`):
+Emulator memory maps, as QEMU 7.2 offers them (`info mtree`):
 - mps2-an385 (M3), mps2-an386 (M4): SSRAM1 4 MB at 0x0 (code), SSRAM2/3 4 MB at 0x20000000,
   16 MB at 0x21000000. mps2-an500 (M7): the same, with the 16 MB at 0x60000000.
 - mps3-an547 (M55): only 512 KB of ITCM at 0x0 and 512 KB of DTCM at 0x20000000, but 2 MB of
@@ -13,8 +17,14 @@ Memory maps, as QEMU 7.2 offers them (`info mtree`):
   (where the core fetches it on reset); code and weights go to the 2 MB at 0x01000000 (mcunet's
   540 KB of weights do not fit the ITCM) and data to the 4 MB at 0x21000000.
 - virt (rv32imc): RAM from 0x80000000 (128 MB by default): 4 MB code, 4 MB data, then test data.
-Each map has a test-data region outside the budgets for the compiled-in test vectors: a board
-would stream its inputs; the vectors must not count against (or overflow) its flash.
+- netduinoplus2 (STM32F405RG): flash 1 MB at 0x08000000 (aliased at 0x0, where the core boots),
+  SRAM at 0x20000000 (QEMU models 192 KB; the part has 128 KB, and its 64 KB CCM at 0x10000000,
+  which QEMU does not model). stm32vldiscovery (STM32F100RB): flash 128 KB at 0x08000000, 8 KB
+  SRAM at 0x20000000.
+The emulators' maps have a test-data region outside the budgets for the compiled-in test vectors
+(a board would stream its inputs; the vectors must not count against or overflow its flash); a
+board emulated on its own map keeps them in its flash, and verify builds as many times as it takes
+for the vectors to fit beside the firmware.
 """
 from __future__ import annotations
 
@@ -33,11 +43,22 @@ class Region:
 
 
 @dataclass(frozen=True)
+class Bank:
+    """A RAM bank beside the main SRAM (CCM, DTCM, SRAM2...): its own linker region and section
+    (`.<name>`), for what the planner or the user places there."""
+    name: str
+    region: Region
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class MemoryMap:
     flash: Region            # code, constants (weights), .data's load image
     ram: Region              # .data, .bss, heap, stack (stack at the top)
-    test_data: Region        # compiled-in test vectors: emulator memory outside the budgets
-    vectors: Region | None = None   # where the reset vector table must sit, when not at flash
+    test_data: Region | None = None  # compiled-in test vectors: emulator memory outside the budgets (None: in flash)
+    vectors: Region | None = None    # where the reset vector table must sit, when not at the start of flash
+    banks: tuple[Bank, ...] = ()
+    source: str = ""         # where the figures come from (datasheet / reference manual / QEMU)
 
     def cut(self, flash_bytes: int, sram_bytes: int) -> MemoryMap:
         """This map with flash and RAM cut to a board's budgets."""
@@ -58,11 +79,13 @@ class Target:
     ldflags: str             # C library and link flags (a bare-metal build adds its linker script)
     emulator: tuple[str, ...] = ()   # the command that runs the program (empty: run it natively)
     kernel_flag: str = ""    # how the emulator takes the program: "-kernel" (system) or "" (user mode)
-    memory: MemoryMap | None = None  # bare metal only
+    memory: MemoryMap | None = None  # bare metal only: the map the firmware is linked against
     core: str = ""           # a board's core; a core names itself
     sram_bytes: int | None = None    # budgets: boards only
     flash_bytes: int | None = None
     packages: str = "gcc make"       # Debian packages that provide the compiler and the emulator
+    emulated_memory: MemoryMap | None = None  # the map under emulation, when the emulator lacks `memory`
+    clock_hz: int | None = None      # a board's core clock (the part's maximum), for milliseconds
 
     @property
     def bare_metal(self) -> bool:
@@ -76,6 +99,16 @@ class Target:
     def dsp_kernels(self) -> bool:
         """The build runs the Cortex-M DSP-extension kernels (TDK_DSP in tdk_opt.h): ARMv7E-M."""
         return self.isa.startswith("ARMv7E-M ")
+
+    @property
+    def qemu_memory(self) -> MemoryMap | None:
+        """The map a build for the emulator is linked against."""
+        return self.emulated_memory or self.memory
+
+    @property
+    def emulates_real_map(self) -> bool:
+        """Whether the emulator runs the board's own memory map (a core's map is its emulator's)."""
+        return self.bare_metal and self.emulated_memory is None
 
     @property
     def machine(self) -> str:
@@ -142,20 +175,76 @@ CORES = [
 ]
 
 
-def board(name: str, core: str, sram_bytes: int, flash_bytes: int, description: str) -> Target:
+def board(name: str, core: str, memory: MemoryMap, description: str, clock_hz: int,
+          machine: str | None = None) -> Target:
+    """A board: its core's compiler and flags, the part's own memory map and budgets. `machine`:
+    a QEMU machine with that map (else the core's machine, on the core's map cut to the budgets)."""
     base = next(c for c in CORES if c.name == core)
-    return dataclasses.replace(base, name=name, core=core, description=description, sram_bytes=sram_bytes,
-                               flash_bytes=flash_bytes, memory=base.memory.cut(flash_bytes, sram_bytes))
+    flash, sram = memory.flash.size, memory.ram.size
+    common = dict(name=name, core=core, description=description, sram_bytes=sram, flash_bytes=flash,
+                  clock_hz=clock_hz)
+    if base.memory is None:   # a Linux core: budgets only
+        return dataclasses.replace(base, **common)
+    if machine is None:
+        return dataclasses.replace(base, **common, memory=memory, emulated_memory=base.memory.cut(flash, sram))
+    emulator = list(base.emulator)
+    emulator[emulator.index("-M") + 1] = machine
+    return dataclasses.replace(base, **common, memory=memory, emulator=tuple(emulator))
+
+
+def stm32(flash: int, sram: int, banks: tuple[Bank, ...] = (), source: str = "") -> MemoryMap:
+    """An STM32's map: flash at 0x08000000 (the vector table at its start; booting from flash
+    aliases it at 0x0), SRAM from 0x20000000."""
+    return MemoryMap(flash=Region(0x08000000, flash), ram=Region(0x20000000, sram), banks=banks, source=source)
+
+
+def nrf52(flash: int, sram: int, source: str) -> MemoryMap:
+    """A Nordic nRF52's map: flash (code) at 0x0, Data RAM at 0x20000000."""
+    return MemoryMap(flash=Region(0x00000000, flash), ram=Region(0x20000000, sram), source=source)
 
 
 BOARDS = [
-    board("stm32f746", "cortex-m7", 320 * KB, 1 * MB, "STM32F746 (Discovery kit): 320 KB SRAM, 1 MB flash"),
-    board("stm32l4r5", "cortex-m4", 640 * KB, 2 * MB, "STM32L4R5 (NUCLEO-L4R5ZI, MLPerf Tiny reference)"),
-    board("stm32f412", "cortex-m4", 256 * KB, 1 * MB, "STM32F412 (NUCLEO-F412ZG)"),
-    board("nrf52840", "cortex-m4", 256 * KB, 1 * MB, "nRF52840 (Arduino Nano 33 BLE)"),
-    board("nrf52832", "cortex-m4", 64 * KB, 512 * KB, "nRF52832: 64 KB RAM, 512 KB flash"),
-    board("stm32f103c8", "cortex-m3", 20 * KB, 64 * KB, "STM32F103C8 (Blue Pill): 20 KB SRAM, 64 KB flash"),
-    board("esp32c3", "rv32imc", 400 * KB, 4 * MB, "ESP32-C3 (RISC-V): 400 KB SRAM, 4 MB in-package flash"),
+    board("stm32f746", "cortex-m7",
+          stm32(1 * MB, 320 * KB, (Bank("itcm", Region(0x00000000, 16 * KB), "ITCM RAM (instructions)"),),
+                "RM0385 sec. 2.2.2: flash 1 MB at 0x08000000 (AXIM); DTCM 64 KB at 0x20000000, SRAM1 240 KB "
+                "at 0x20010000, SRAM2 16 KB at 0x2004C000 (one 320 KB range); ITCM RAM 16 KB at 0x0"),
+          "STM32F746 (Discovery kit): 320 KB SRAM, 1 MB flash", 216_000_000),
+    board("stm32l4r5", "cortex-m4",
+          stm32(2 * MB, 640 * KB, source="RM0432 sec. 2.2: flash 2 MB at 0x08000000; SRAM1 192 KB at 0x20000000, "
+                "SRAM2 64 KB at 0x20030000 (also at 0x10000000), SRAM3 384 KB at 0x20040000 (one 640 KB range)"),
+          "STM32L4R5 (NUCLEO-L4R5ZI, MLPerf Tiny reference)", 120_000_000),
+    board("stm32f412", "cortex-m4",
+          stm32(1 * MB, 256 * KB, source="RM0402 sec. 2.3: flash 1 MB at 0x08000000; SRAM1 256 KB at 0x20000000"),
+          "STM32F412 (NUCLEO-F412ZG)", 100_000_000),
+    board("stm32f405", "cortex-m4",
+          stm32(1 * MB, 128 * KB, (Bank("ccmram", Region(0x10000000, 64 * KB),
+                                        "core-coupled, data only, not reachable by DMA; QEMU does not model it"),),
+                "RM0090 sec. 2.3, DS8626: flash 1 MB at 0x08000000; SRAM1 112 KB + SRAM2 16 KB at 0x20000000 "
+                "(one 128 KB range); CCM 64 KB at 0x10000000"),
+          "STM32F405RG (Netduino Plus 2): 128 KB SRAM + 64 KB CCM, 1 MB flash; QEMU runs its real map",
+          168_000_000, machine="netduinoplus2"),
+    board("stm32f100", "cortex-m3",
+          stm32(128 * KB, 8 * KB, source="RM0041 sec. 2.3, DS5965: STM32F100RB flash 128 KB at 0x08000000, "
+                "SRAM 8 KB at 0x20000000"),
+          "STM32F100RB (STM32VLDISCOVERY): 8 KB SRAM, 128 KB flash; QEMU runs its real map",
+          24_000_000, machine="stm32vldiscovery"),
+    board("nrf52840", "cortex-m4",
+          nrf52(1 * MB, 256 * KB, "nRF52840 PS v1.7 sec. 4.2: flash 1 MB at 0x0, Data RAM 256 KB at 0x20000000"),
+          "nRF52840 (Arduino Nano 33 BLE)", 64_000_000),
+    board("nrf52832", "cortex-m4",
+          nrf52(512 * KB, 64 * KB, "nRF52832 PS v1.4 sec. 9: flash 512 KB at 0x0, Data RAM 64 KB at 0x20000000"),
+          "nRF52832: 64 KB RAM, 512 KB flash", 64_000_000),
+    board("stm32f103c8", "cortex-m3",
+          stm32(64 * KB, 20 * KB, source="RM0008 sec. 3.3.3, DS5319: flash 64 KB at 0x08000000, SRAM 20 KB at 0x20000000"),
+          "STM32F103C8 (Blue Pill): 20 KB SRAM, 64 KB flash", 72_000_000),
+    board("esp32c3", "rv32imc",
+          MemoryMap(flash=Region(0x42000000, 4 * MB), ram=Region(0x3FC80000, 384 * KB),
+                    banks=(Bank("iram", Region(0x4037C000, 16 * KB), "SRAM0: cache-able instruction RAM"),),
+                    source="ESP32-C3 TRM v1.1 sec. 3.3.2 / datasheet sec. 4.1.3: 4 MB in-package flash mapped "
+                           "(through the cache) at 0x42000000 for code; SRAM1 as data RAM from 0x3FC80000, "
+                           "384 KB of the 400 KB (16 KB of SRAM0 serve the cache); ESP-IDF's bootloader loads "
+                           "the image (esptool elf2image)"),
+          "ESP32-C3 (RISC-V): 400 KB SRAM, 4 MB in-package flash", 160_000_000),
 ]
 
 TARGETS = {t.name: t for t in CORES + BOARDS}

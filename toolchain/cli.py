@@ -282,6 +282,8 @@ def verify(out_dir, target, inputs, extra_cflags):
         step.stop()
     v, mem = report["verification"], report["memory"]
     tflm = {True: "yes", False: "NO", None: v.get("tflm_note", "not available")}[v["tflm_bit_exact"]]
+    if v.get("tflm_skipped_inputs") and v["tflm_bit_exact"] is not None:
+        tflm += f" ({v['tflm_note']})"
     click.echo(f"{report['target']}: {v['inputs']} inputs, bit-exact with reference: "
                f"{'yes' if v['bit_exact'] else 'NO'}, with TFLM: {tflm}; arena {mem['arena_bytes']:,} B, "
                f"stack {mem['stack_bytes']:,} B, peak SRAM {mem['peak_sram_bytes']:,} B"
@@ -367,14 +369,19 @@ def bench(model, target, out_dir, patch, n_inputs, per_op, policy):
 def targets():
     """The target registry: ISA, SRAM, flash, emulator."""
     from targets.registry import TARGETS
-    table = Table(title="targets: a board builds and runs as its core, linked against its own budgets")
-    for col in ("name", "core", "isa", "sram", "flash", "emulator", "flash / ram at", "compiler", "description"):
+    table = Table(title="targets: a board builds with its core's compiler, linked against its own memory map")
+    for col in ("name", "core", "isa", "sram", "flash", "flash / ram at", "emulator", "compiler", "description"):
         table.add_column(col, overflow="fold", justify="right" if col in ("sram", "flash") else "left")
     for t in TARGETS.values():
         m = t.memory
+        where = t.machine
+        if t.emulated_memory is not None:
+            where += f" (no QEMU machine has its map: run on the core's, flash at {t.emulated_memory.flash.origin:#x})"
+        elif t.is_board and t.bare_metal:
+            where += " (the board's own memory map)"
         table.add_row(t.name, t.core if t.is_board else "", t.isa, f"{t.sram_bytes:,}" if t.sram_bytes else "-",
-                      f"{t.flash_bytes:,}" if t.flash_bytes else "-", t.machine,
-                      f"{m.flash.origin:#x} / {m.ram.origin:#x}" if m else "-", t.compiler, t.description)
+                      f"{t.flash_bytes:,}" if t.flash_bytes else "-",
+                      f"{m.flash.origin:#x} / {m.ram.origin:#x}" if m else "-", where, t.compiler, t.description)
     Console(width=max(console.width, 200)).print(table)
 
 

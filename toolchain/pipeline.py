@@ -32,7 +32,7 @@ from .ir import Graph
 from .output_dir import OutputFolder
 from .passes import fold_pad_into_conv, strip_float_io
 from .read_policy import DEFAULT_POLICY, ReadPolicy
-from .reference import run_reference
+from .reference import ops_beyond_tflm, run_reference
 from .safe_files import load_array, read_file
 
 SETTINGS_FILE = manifest.SETTINGS_FILE
@@ -374,10 +374,8 @@ def verify(out_dir: str | Path, target: str | None = None, inputs_path: str | Pa
         inputs = load_inputs(out_dir / manifest.TEST_INPUTS_NPY, graph, io_in["ctype"], policy)
     write_test_inputs(c_dir, inputs, io_in["ctype"], settings["prefix"])   # the harness builds what is checked
     step = progress or (lambda message: None)
-    step(f"building for {target}")
-    elf = target_build.build(c_dir, target, out_dir / "build" / target, extra_cflags)
-    step(f"running {len(inputs)} inputs on {target}")
-    result = target_build.run(target, elf)
+    elf, result = target_build.build_and_run(c_dir, target, out_dir / "build" / target, inputs, io_in["ctype"],
+                                             settings["prefix"], extra_cflags, step)
     step("comparing with the reference executor")
     if low is None:
         expected = [_output_bytes(run_reference(graph, split_feeds(graph, x))) for x in inputs]
@@ -389,13 +387,29 @@ def verify(out_dir: str | Path, target: str | None = None, inputs_path: str | Pa
                     "mismatched_inputs": mismatches, "reference": "tinydeploy integer reference (numpy)",
                     "instructions_per_inference": result.counts and result.counts.per_inference,
                     "instructions_total": result.counts and result.counts.total}
+    tflm_failure = None
     if tflm.available() and not four_bit_activations and low is None:
         step("comparing with TensorFlow Lite Micro")
-        tflm_bytes = _tflm_outputs(out_dir / MODEL_FILE, graph, settings["io"], inputs, policy)
-        tflm_bad = [i for i, e in enumerate(tflm_bytes) if result.outputs.get(i) != e]
-        verification["tflm_bit_exact"] = not tflm_bad
-        verification["tflm_mismatched_inputs"] = tflm_bad
-        verification["reference"] += " + TensorFlow Lite Micro"
+        beyond = {i: ops for i, x in enumerate(inputs) if (ops := ops_beyond_tflm(graph, split_feeds(graph, x)))}
+        runnable = [i for i in range(len(inputs)) if i not in beyond]
+        try:
+            tflm_bytes = _tflm_outputs(out_dir / MODEL_FILE, graph, settings["io"], [inputs[i] for i in runnable],
+                                       policy)
+        except tflm.TflmFailure as failure:
+            tflm_failure = _tflm_failure_line(failure, runnable, verification)
+            verification.update(tflm_bit_exact=None, tflm_note=tflm_failure)
+        else:
+            tflm_bad = [i for i, e in zip(runnable, tflm_bytes) if result.outputs.get(i) != e]
+            verification["tflm_bit_exact"] = not tflm_bad if runnable else None
+            verification["tflm_mismatched_inputs"] = tflm_bad
+            verification["reference"] += " + TensorFlow Lite Micro"
+        if beyond:
+            ops = sorted({op for found in beyond.values() for op in found})
+            verification["tflm_skipped_inputs"] = sorted(beyond)
+            verification["tflm_note"] = (f"TensorFlow Lite Micro asserts in {', '.join(ops)} on {len(beyond)} of "
+                                         f"{len(inputs)} inputs (beyond its fixed-point range): compared with it on "
+                                         f"the other {len(runnable)}")
+            step(verification["tflm_note"])
     else:
         verification["tflm_bit_exact"] = None
         verification["tflm_note"] = ("not available" if not tflm.available() else
@@ -409,10 +423,20 @@ def verify(out_dir: str | Path, target: str | None = None, inputs_path: str | Pa
             low.int8, low.stage, low.plan, [flags for _, flags in runs])
     report["predictions"] = [_prediction(result.outputs.get(i), graph) for i in range(len(inputs))]
     report_mod.write(out_dir, report)
+    if tflm_failure:   # the figures are in the report; the run still failed to compare
+        raise UserError(tflm_failure)
     if board.is_board:
         fit.check_fits(board, settings["source"], {"sram_bytes": mem["peak_sram_bytes"],
                                                    "flash_bytes": mem["flash_bytes"]}, "measured")
     return report
+
+
+def _tflm_failure_line(failure, runnable: list[int], verification: dict) -> str:
+    """One line for a TFLM run that died or raised: on which input, why, and what the C did."""
+    where = "" if failure.index is None else f" on input {runnable[failure.index]}"
+    ours = "matches" if verification["bit_exact"] else "does not match"
+    return (f"TensorFlow Lite Micro could not run the model{where} ({failure.reason}); the C program {ours} "
+            f"the tinydeploy reference (figures in report.json)")
 
 
 def _output_bytes(outputs: list[np.ndarray]) -> bytes:

@@ -172,7 +172,8 @@ def _one_over_one_plus_x(a):
     return fp.saturating_left_shift(x, 1)
 
 
-def ref_softmax(p, x):
+def _softmax_exps(p, x):
+    """Per row: which classes count (diff >= diff_min), exp(diff) in Q0.31, and the sum of exps in Q12.19."""
     rows = x.reshape(p["outer"], p["depth"]).astype(np.int64)
     diff = rows - rows.max(axis=1, keepdims=True)
     use = diff >= p["diff_min"]
@@ -180,10 +181,23 @@ def ref_softmax(p, x):
                                                        p["multiplier"])
     exps = _exp_on_negative_values(scaled)
     sums = np.where(use, fp.rounding_divide_by_pot(exps, 12), 0).sum(axis=1)
-    out = np.empty_like(rows)
+    return use, exps, sums
+
+
+def softmax_beyond_tflm(p, x) -> bool:
+    """Whether TFLM asserts on this input: a sum of exps of more than 28 bits (over 512 classes
+    near the row's maximum) makes its final RoundingDivideByPOT exponent exceed 31. The reference
+    and the C take that division in 64 bits (every output rounds to the bottom of the range)."""
+    _, _, sums = _softmax_exps(p, x)
+    return any((int(total) & 0xFFFFFFFF).bit_length() > 28 for total in sums)
+
+
+def ref_softmax(p, x):
+    use, exps, sums = _softmax_exps(p, x)
+    out = np.empty(exps.shape, np.int64)
     for i, total in enumerate(sums):
-        total = int(fp.wrap_int32(total))
-        headroom = 32 - int(total).bit_length() if total > 0 else 32
+        total = int(total) & 0xFFFFFFFF   # TFLM's int32 sum wraps (beyond 4096 classes); CLZ reads it unsigned
+        headroom = 32 - total.bit_length()
         bits_over_unit = 12 - headroom
         shifted_minus_one = int(fp.wrap_int32(((total << headroom) & 0xFFFFFFFF) - (1 << 31)))
         scale = _one_over_one_plus_x(shifted_minus_one)
@@ -224,6 +238,17 @@ def ref_relu6(p, x):
 
 
 REFERENCE_OPS = {name[4:]: fn for name, fn in globals().items() if name.startswith("ref_")}
+
+
+# Inputs on which TensorFlow Lite Micro's kernels assert, per op kind: (params, input) -> bool.
+BEYOND_TFLM = {"softmax": softmax_beyond_tflm}
+
+
+def ops_beyond_tflm(graph: Graph, feeds: list[np.ndarray]) -> list[str]:
+    """The ops (as 'KIND (op N)') whose input, on these feeds, is one TFLM's kernels assert on."""
+    values = run_reference(graph, feeds, keep=True)
+    return [f"{op.kind.upper()} (op {i})" for i, op in enumerate(graph.ops)
+            if op.kind in BEYOND_TFLM and BEYOND_TFLM[op.kind](lower(graph, op), values[op.inputs[0]])]
 
 
 def run_reference(graph: Graph, feeds: list[np.ndarray], keep: bool = False) -> list[np.ndarray] | dict:
