@@ -54,7 +54,7 @@ SETTINGS_SCHEMA = {
                 "bounds": {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2},
                 "bits": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 1, "maximum": 8}},
                 "grids": {"type": "object", "additionalProperties": {
-                    "type": "array", "items": [{"type": "number", "exclusiveMinimum": 0}, {"type": "integer"}],
+                    "type": "array", "prefixItems": [{"type": "number", "exclusiveMinimum": 0}, {"type": "integer"}],
                     "minItems": 2, "maxItems": 2}}}}]},
         "limits": {"type": "object", "properties": {"max_file_bytes": _SIZE, "max_tensor_bytes": _SIZE},
                    "additionalProperties": False},

@@ -20,6 +20,8 @@ from .read_policy import DEFAULT_POLICY, ReadPolicy
 ACTIVATIONS = (None, "relu", "relu6", "relu_n1_to_1")
 INTEGER_RANGE = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767),
                  "int32": (-(1 << 31), (1 << 31) - 1), "int64": (-(1 << 63), (1 << 63) - 1)}
+# Scales seen in real models lie within 1e-13..10; beyond these, value / scale overflows float32.
+SCALE_RANGE = (2.0 ** -100, 2.0 ** 100)
 # kind -> (fewest inputs, most inputs); every kind has one output
 ARITY = {"conv2d": (2, 3), "depthwise_conv2d": (2, 3), "fully_connected": (2, 3), "add": (2, 2),
          "mul": (2, 2), "concat": (1, 1 << 16)}
@@ -82,6 +84,9 @@ def _check_quant(t: Tensor, where: str) -> None:
         raise UserError(f"{where}: {scale.size} quantization scales, {zero_point.size} zero points")
     if not (np.isfinite(scale).all() and (scale > 0).all()):
         raise UserError(f"{where}: quantization scale must be finite and positive (got {scale[:4].tolist()})")
+    if scale.min() < SCALE_RANGE[0] or scale.max() > SCALE_RANGE[1]:
+        raise UserError(f"{where}: quantization scale {float(scale.min()):g}..{float(scale.max()):g} outside "
+                        f"{SCALE_RANGE[0]:g}..{SCALE_RANGE[1]:g} (a real value / scale would not fit a float)")
     if q.axis is not None and scale.size > 1:
         if not 0 <= q.axis < len(t.shape) or t.shape[q.axis] != scale.size:
             raise UserError(f"{where}: {scale.size} per-channel scales on axis {q.axis} of shape {list(t.shape)}")

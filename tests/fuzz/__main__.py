@@ -7,11 +7,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from .campaign import run_campaign, summary_table
+from .campaign import MEMORY_LIMIT, TIME_LIMIT, run_campaign, summary_table
+
+
+def _markdown(table: str, totals: str, argv: list[str]) -> str:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=Path(__file__).parent).stdout.strip()
+    return (f"# Fuzz campaign\n\n`.venv/bin/python -m tests.fuzz {' '.join(argv)}` at {commit}: mutated seed "
+            f"files (the shared models and the examples in every format) and crafted attacks, each converted in a "
+            f"worker process or (a share) through the CLI, under {TIME_LIMIT} s and a "
+            f"{MEMORY_LIMIT / 1e9:.0f} GB data limit. converted / refused (one line, exit 2) are the two "
+            f"acceptable outcomes; any other column counts a failure.\n\n{table}\n\n{totals}.\n")
 
 
 def main() -> int:
@@ -25,6 +36,7 @@ def main() -> int:
     parser.add_argument("--no-attacks", action="store_true", help="leave out the crafted attack files")
     parser.add_argument("--work", type=Path, default=None, help="working folder (default: a new temporary one)")
     parser.add_argument("--summary", type=Path, default=None, help="write the counts as JSON here")
+    parser.add_argument("--markdown", type=Path, default=None, help="write the table, command and commit here")
     args = parser.parse_args()
     if args.minutes is None and args.cases is None:
         parser.error("give --minutes or --cases")
@@ -32,15 +44,19 @@ def main() -> int:
     summary = run_campaign(work, args.minutes, args.cases, args.seed, args.jobs, args.cli_share,
                            args.formats and args.formats.split(","), with_attacks=not args.no_attacks,
                            progress=lambda m: print(m, file=sys.stderr, flush=True))
-    print(summary_table(summary))
-    print(f"\n{summary['cases']:,} cases in {summary['seconds']:,} s (seed {summary['seed']}); largest resident set of "
-          f"any process {summary['largest_resident_bytes'] / 1e9:.2f} GB; slowest case {summary['slowest'][0]:.1f} s "
-          f"({summary['slowest'][1]}); failing cases kept in {work / 'failures'}")
+    table = summary_table(summary)
+    print(table)
+    totals = (f"{summary['cases']:,} cases in {summary['seconds']:,} s (seed {summary['seed']}); largest resident "
+              f"set of any process {summary['largest_resident_bytes'] / 1e9:.2f} GB; slowest case "
+              f"{summary['slowest'][0]:.1f} s ({summary['slowest'][1]})")
+    print(f"\n{totals}; failing cases kept in {work / 'failures'}")
     for f in summary["failures"][:20]:
         print(f"  {f['outcome']}: case {f['case']} {f['format']} {f['seed']} {f['mutator']}: "
               f"{f['detail'].splitlines()[0][:200] if f['detail'] else ''}")
     if args.summary:
         args.summary.write_text(json.dumps(summary, indent=2, default=str))
+    if args.markdown:
+        args.markdown.write_text(_markdown(table, totals, sys.argv[1:]))
     return 1 if summary["failures"] else 0
 
 

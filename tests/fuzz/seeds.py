@@ -126,7 +126,8 @@ def _torch_zip(path: Path, pickle_bytes: bytes) -> None:
         z.writestr("archive/version", "3\n")
 
 
-def _patched_pt2(path: Path, edit) -> None:
+def patched_pt2(path: Path, edit) -> None:
+    """The example ExportedProgram with its model.json edited by `edit(program)`."""
     import json
     with zipfile.ZipFile(EXAMPLE / "mnist_mbv2.pt2") as src, zipfile.ZipFile(path, "w") as dst:
         for info in src.infolist():
@@ -168,13 +169,13 @@ def attacks(work: Path, keras: bool = True) -> list[Attack]:
     found.append(Attack("pickle __reduce__ runs os.system", "torchscript", work / "reduce.pt", m,
                         ["--input-shape", "1,4"]))
     m = work / "marker_guard"
-    _patched_pt2(work / "guard.pt2", lambda p: p.__setitem__("guards_code", [f"__import__('os').system('touch {m}')"]))
+    patched_pt2(work / "guard.pt2", lambda p: p.__setitem__("guards_code", [f"__import__('os').system('touch {m}')"]))
     found.append(Attack(".pt2 guard code", "pt2", work / "guard.pt2", m))
     m = work / "marker_target"
 
     def target(program):
         program["graph_module"]["graph"]["nodes"][0]["target"] = "torch.os.system"
-    _patched_pt2(work / "target.pt2", target)
+    patched_pt2(work / "target.pt2", target)
     found.append(Attack(".pt2 node target torch.os.system", "pt2", work / "target.pt2", None))
     m = work / "marker_sympy"
 
@@ -182,7 +183,7 @@ def attacks(work: Path, keras: bool = True) -> list[Attack]:
         values = program["graph_module"]["graph"]["tensor_values"]
         first = next(iter(values.values()))
         first["sizes"][0] = {"as_expr": {"expr_str": f"__import__('os').system('touch {m}')", "hint": 1}}
-    _patched_pt2(work / "sympy.pt2", symbolic)
+    patched_pt2(work / "sympy.pt2", symbolic)
     found.append(Attack(".pt2 symbolic size evaluated by sympy", "pt2", work / "sympy.pt2", m))
     if keras:
         m = work / "marker_lambda"
