@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
 # Debian packages: host compiler, then per target family (targets/registry.py) compiler, C library, QEMU
-APT_PACKAGES := gcc make gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm \
+APT_PACKAGES := gcc g++ make cmake gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm \
 	gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf qemu-system-misc \
 	gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 PYTEST_ARGS ?=

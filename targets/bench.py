@@ -26,12 +26,13 @@ from .elf import Elf
 from .registry import get_target
 
 FLAVOURS = {"optimized": "", "portable": "-DTDK_PORTABLE_KERNELS"}
-CALL = re.compile(r"^\s*([0-9a-f]+):.*\b(bl|jal|call)\s.*<(tdk_\w+)>")
+CALL = re.compile(r"^\s*([0-9a-f]+):.*\b(bl|jal|call)\s.*<(?:\w+?_)?(tdk_\w+)>")   # <prefix>_tdk_...
 ADDRESS = re.compile(r"^\s*([0-9a-f]+):")
 
 
-def call_sites(elf: Path, target: str, invoke: str = "model_invoke") -> list[tuple[int, int, str]]:
-    """(call address, return address, kernel) of every kernel call in `invoke`, in code order."""
+def call_sites(elf: Path, target: str, invoke: str = "model_run") -> list[tuple[int, int, str]]:
+    """(call address, return address, kernel) of every kernel call in `invoke` (the function that
+    runs the schedule: model.c.j2), in code order."""
     t = get_target(target)
     symbol = Elf(elf).symbols().get(invoke)
     if symbol is None:
@@ -69,7 +70,7 @@ def per_op(target: str, elf: Path, graph, inferences: int, progress) -> list[int
     """Instructions per inference of each op's kernel call (ops in graph order: one call each)."""
     sites = call_sites(elf, target)
     if len(sites) != len(graph.ops):
-        raise UserError(f"{elf}: {len(sites)} kernel calls in model_invoke for {len(graph.ops)} ops; "
+        raise UserError(f"{elf}: {len(sites)} kernel calls in the schedule for {len(graph.ops)} ops; "
                         f"no per-op table")
     counts = []
     for k, (begin, end, _) in enumerate(sites):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from importlib import resources
+from importlib import metadata, resources
 from pathlib import Path
 
 import jinja2
@@ -15,6 +15,7 @@ from toolchain.lowering import lower
 from toolchain.packing import pack_weights
 
 from .kernel_spec import kernel_spec
+from .packaging import write_packaging
 from .platform import write_build_files
 
 CTYPES = {"int8": "int8_t", "uint8": "uint8_t", "int16": "int16_t", "int32": "int32_t",
@@ -440,6 +441,13 @@ def c_float(value) -> str:
     return v.hex() + "f"
 
 
+def c_float_decimal(value) -> str:
+    """A finite float32 as a decimal C constant that reads back as the same float32 (9 significant
+    digits), for headers that C++ compilers read too (hexadecimal floats are C99 and C++17 only)."""
+    text = f"{float(np.float32(value)):.9g}"
+    return text + ("" if any(c in text for c in ".e") else ".0") + "f"
+
+
 def c_array_body(values: np.ndarray, ctype: str) -> str:
     if ctype == "float":
         items = [c_float(v) for v in values]
@@ -518,8 +526,36 @@ def emit_low_path(schedule, emitter: Emitter) -> LowPathBranch:
     return LowPathBranch(check, calls)
 
 
-def emit_c_project(schedule, out_dir: Path, test_inputs: list[np.ndarray], prefix: str = "model") -> dict:
-    """Write the C project into out_dir; returns facts for the report (weights bytes, kinds)."""
+LAYOUTS = {4: ("NHWC", ("BATCH", "HEIGHT", "WIDTH", "CHANNELS")), 2: ("NC", ("BATCH", "FEATURES")),
+           1: ("C", ("FEATURES",))}
+
+
+def shape_macros(graph: Graph, names: list[str]) -> dict:
+    """model.h's shape macros of the first graph input (output): dims, layout, named dims."""
+    dims = graph.tensors[names[0]].shape
+    layout, named = LAYOUTS.get(len(dims), ("N" + "D" * (len(dims) - 1), ()))
+    return {"dims": list(dims), "layout": layout, "named": list(zip(named, dims)), "count": len(names)}
+
+
+def c_string(text: str) -> str:
+    """A C string literal of any text: printable ASCII as it is (quotes, backslashes and '?', which
+    could start a trigraph, escaped), everything else as octal escapes of its UTF-8 bytes."""
+    out = []
+    for byte in text.encode("utf-8"):
+        ch = chr(byte)
+        if ch in '"\\?':
+            out.append("\\" + ch)
+        elif 0x20 <= byte < 0x7F:
+            out.append(ch)
+        else:
+            out.append(f"\\{byte:03o}")
+    return '"' + "".join(out) + '"'
+
+
+def emit_c_project(schedule, out_dir: Path, test_inputs: list[np.ndarray], prefix: str = "model",
+                   model_sha256: str = "", labels: list[str] | None = None) -> dict:
+    """Write the C project into out_dir; returns facts for the report (weights bytes, kinds).
+    model_sha256 (of the source model file) and labels (one per output value) go into model.h."""
     graph = schedule.graph
     emitter = Emitter(schedule, prefix)
     items = emit_calls(schedule, emitter)
@@ -538,6 +574,9 @@ def emit_c_project(schedule, out_dir: Path, test_inputs: list[np.ndarray], prefi
     io = {"input": boundary(graph, graph.inputs), "output": boundary(graph, graph.outputs)}
     shape = graph.tensors[graph.inputs[0]].shape
     ctx = dict(prefix=prefix, PREFIX=prefix.upper(), items=items, calls=calls, consts=emitter.consts,
+               version=tinydeploy_version(), model_sha256=model_sha256, labels=labels or [], c_string=c_string,
+               c_float_decimal=c_float_decimal, shapes={"input": shape_macros(graph, graph.inputs),
+                                        "output": shape_macros(graph, graph.outputs)},
                stream_input=schedule.stream_input, input_shape=shape,
                views=emitter.views, io=io, arena_bytes=schedule.plan.arena_bytes, kinds=kernels,
                prototypes=PROTOTYPES, prototype=prototype, c_init=c_init,
@@ -554,9 +593,24 @@ def emit_c_project(schedule, out_dir: Path, test_inputs: list[np.ndarray], prefi
         path = out_dir / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(env.get_template(template).render(**ctx))
-    write_build_files(out_dir, env)
+    write_build_files(out_dir, env, prefix)
+    write_packaging(out_dir, env, prefix, ctx["version"], manifest_description(graph, model_sha256))
     # constants of the portable build (an optimized build links the optimized kernels' own)
     return {"weights_bytes": sum(c.nbytes for c in emitter.consts if c.portable), "kernels": kernels}
+
+
+def manifest_description(graph: Graph, model_sha256: str) -> str:
+    """One line for the library manifests, from nothing a model file could inject into them."""
+    shape = "x".join(map(str, graph.tensors[graph.inputs[0]].shape))
+    return (f"a {len(graph.ops)}-op neural network ({shape} input) converted by tinydeploy"
+            + (f", model sha256 {model_sha256[:12]}" if model_sha256 else ""))
+
+
+def tinydeploy_version() -> str:
+    try:
+        return metadata.version("tinydeploy")
+    except metadata.PackageNotFoundError:   # run from a source tree that was never installed
+        return "unknown"
 
 
 def write_test_inputs(c_dir: Path, test_inputs: list[np.ndarray], ctype: str, prefix: str = "model") -> None:

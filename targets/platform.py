@@ -22,10 +22,10 @@ def linker_scripts(t) -> dict[str, object]:
     return scripts
 
 
-def build_files(env: jinja2.Environment) -> dict[str, str]:
+def build_files(env: jinja2.Environment, prefix: str) -> dict[str, str]:
     """Relative path in the C project -> contents."""
     targets = list(TARGETS.values())
-    files = {"Makefile": env.get_template("Makefile.j2").render(targets=targets)}
+    files = {"Makefile": env.get_template("Makefile.j2").render(targets=targets, prefix=prefix)}
     linker = env.get_template("platform/link.ld.j2")
     for t in targets:
         if t.bare_metal:
@@ -37,8 +37,8 @@ def build_files(env: jinja2.Environment) -> dict[str, str]:
     return files
 
 
-def write_build_files(c_dir: Path, env: jinja2.Environment) -> None:
-    for rel, text in build_files(env).items():
+def write_build_files(c_dir: Path, env: jinja2.Environment, prefix: str) -> None:
+    for rel, text in build_files(env, prefix).items():
         path = c_dir / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)

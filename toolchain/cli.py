@@ -180,6 +180,8 @@ input_shape_option = click.option(
 @click.option("--mixed-activations", is_flag=True,
               help="--quant mixed: the search may also hold conv/depthwise/FC outputs in 4 bits (int8 storage "
                    "clamped to [-8, 7]: fewer BitOPs, same SRAM; verify then compares with the reference only).")
+@click.option("--labels-file", type=click.Path(path_type=Path), default=None,
+              help="Text file with one class label per line (one per output value): model.h gets them.")
 @click.option("--quantmcu", is_flag=True,
               help="QuantMCU on the patch stage: patches without outliers in their input (VDPC, bounds from --calib) "
                    "run the stage's feature maps at the bit widths VDQS picks; the others stay int8.")
@@ -195,7 +197,7 @@ input_shape_option = click.option(
 @read_options
 def convert(model, target, out_dir, io, prefix, patch, max_mac_overhead, stream_input, calib, calib_method,
             input_shape, prune_ratio, prune_budget, prune_importance, prune_epochs, labels, quant, weight_budget,
-            quant_budget, mixed_activations, quantmcu, outlier_sigma, vdqs_lambda, force, policy):
+            quant_budget, mixed_activations, labels_file, quantmcu, outlier_sigma, vdqs_lambda, force, policy):
     """Convert MODEL into a C project (and TFLite artifacts) in an output folder."""
     import re
     from .output_dir import OutputFolder
@@ -235,7 +237,7 @@ def convert(model, target, out_dir, io, prefix, patch, max_mac_overhead, stream_
                              max_mac_overhead=max_mac_overhead, stream_input=stream_input, calib=calib,
                              calib_method=calib_method, input_shape=input_shape,
                              calib_progress=_bar(step, "calibrating"), pruning=pruning, mixed=mixed,
-                             quantmcu=qmcu, policy=policy)
+                             quantmcu=qmcu, labels_file=labels_file, policy=policy)
     finally:
         step.stop()
     if folder.moved_aside:

@@ -2,6 +2,7 @@
 compare). The CLI is a thin shell over these."""
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -209,14 +210,16 @@ def convert(model_path: str | Path, target: str, out_dir: str | Path | OutputFol
             stream_input: bool = False, progress=None, calib: str | Path | None = None,
             calib_method: str = DEFAULT_METHOD, input_shape: tuple[int, ...] | None = None, calib_progress=None,
             pruning: dict | None = None, mixed: dict | None = None, quantmcu: dict | None = None,
-            policy: ReadPolicy = DEFAULT_POLICY, force: bool = False) -> dict:
+            labels_file: str | Path | None = None, policy: ReadPolicy = DEFAULT_POLICY, force: bool = False) -> dict:
     """pruning: None, or {"ratio": R | "budget": "macs=N", "importance", "labels", "epochs"}.
     mixed: None (int8), or {"kind": "weight_fraction" | "bitops", "value": budget} (import_int8).
-    quantmcu: None, or {"sigma", "lambda"} (with_quantmcu). out_dir: a path (checked here, before
-    any work; `force` as --force) or an OutputFolder the caller prepared."""
+    quantmcu: None, or {"sigma", "lambda"} (with_quantmcu). labels_file: one class label per line.
+    out_dir: a path (checked here, before any work; `force` as --force) or an OutputFolder the
+    caller prepared."""
     model_path = Path(model_path)
     folder = out_dir if isinstance(out_dir, OutputFolder) else OutputFolder.prepare(
-        out_dir, [model_path, calib, (pruning or {}).get("labels")], force)
+        out_dir, [model_path, calib, (pruning or {}).get("labels"), labels_file], force)
+    labels = read_labels(Path(labels_file)) if labels_file is not None else None
     board = get_target(target)
     if mixed and mixed.get("activations") and is_bundle_target(target):
         raise UserError(f"--mixed-activations: the {target} bundle runs the TFLite model, and TFLite cannot "
@@ -236,13 +239,16 @@ def convert(model_path: str | Path, target: str, out_dir: str | Path | OutputFol
         schedule, quantmcu_info, calib_feeds = with_quantmcu(schedule, dsp, Path(calib), quantmcu,
                                                              source if is_float_model(source) and not pruning else None,
                                                              policy)
+    if labels is not None:
+        check_labels(labels, graph, Path(labels_file))
     inputs = random_inputs(graph, DEFAULT_TEST_INPUTS)
     if quantmcu:   # random inputs are all outliers: real ones take the low path too
         half = DEFAULT_TEST_INPUTS // 2
         inputs = inputs[:half] + [np.concatenate([f.reshape(-1) for f in feeds]) for feeds in calib_feeds[:half]]
     with folder.staging() as tmp:
         with dsp_layouts(dsp):   # as the schedule was planned
-            facts = emit_c_project(schedule, tmp / "c", inputs, prefix)
+            facts = emit_c_project(schedule, tmp / "c", inputs, prefix,
+                                   model_sha256=_source_sha256(model_path, policy), labels=labels)
         need = fit.estimate(schedule.plan.arena_bytes, boundary(schedule.graph, schedule.graph.outputs)["bytes"],
                             facts["weights_bytes"], len(facts["kernels"]))
         fit.check_fits(board, model_path.name, need, "estimated")
@@ -271,6 +277,30 @@ def convert(model_path: str | Path, target: str, out_dir: str | Path | OutputFol
         report_mod.write(tmp, report)
         manifest.write(tmp, settings)   # last: the manifest of everything above
     return report
+
+
+LABELS_MAX_BYTES = 1 << 20
+
+
+def read_labels(path: Path) -> list[str]:
+    """Class labels, one per line, from a UTF-8 text file (a trailing empty line ignored)."""
+    try:
+        text = read_file(path, ReadPolicy(max_file_bytes=LABELS_MAX_BYTES), "--labels-file").decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: --labels-file is not UTF-8 text") from None
+    return text.splitlines()
+
+
+def check_labels(labels: list[str], graph: Graph, path: Path) -> None:
+    classes = graph.tensors[graph.outputs[0]].shape[-1]
+    if len(labels) != classes:
+        raise UserError(f"{path}: {len(labels)} labels for {classes} output values (one label per line)")
+
+
+def _source_sha256(model_path: Path, policy: ReadPolicy) -> str:
+    """SHA-256 of the model file (of a SavedModel folder: its graph file), for model.h."""
+    source = model_path / "saved_model.pb" if model_path.is_dir() else model_path
+    return hashlib.sha256(read_file(source, policy, "model file")).hexdigest()
 
 
 def build_report(schedule, facts, target, settings) -> dict:
