@@ -33,6 +33,7 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--cli-share", type=float, default=0.1, help="share of cases run through the real CLI")
     parser.add_argument("--formats", default=None, help="comma-separated: tflite,onnx,torchscript,pt2,h5,keras")
+    parser.add_argument("--weights", default=None, help="share of cases per format, e.g. tflite=70,onnx=25,pt2=2")
     parser.add_argument("--no-attacks", action="store_true", help="leave out the crafted attack files")
     parser.add_argument("--work", type=Path, default=None, help="working folder (default: a new temporary one)")
     parser.add_argument("--summary", type=Path, default=None, help="write the counts as JSON here")
@@ -43,7 +44,9 @@ def main() -> int:
     work = args.work or Path(tempfile.mkdtemp(prefix="tinydeploy-fuzz-"))
     summary = run_campaign(work, args.minutes, args.cases, args.seed, args.jobs, args.cli_share,
                            args.formats and args.formats.split(","), with_attacks=not args.no_attacks,
-                           progress=lambda m: print(m, file=sys.stderr, flush=True))
+                           progress=lambda m: print(m, file=sys.stderr, flush=True),
+                           weights=args.weights and {k: float(v) for k, v in
+                                                     (item.split("=") for item in args.weights.split(","))})
     table = summary_table(summary)
     print(table)
     totals = (f"{summary['cases']:,} cases in {summary['seconds']:,} s (seed {summary['seed']}); largest resident "

@@ -181,18 +181,20 @@ class Slot:
 
 
 class Campaign:
-    def __init__(self, work: Path, seed: int, cli_share: float, formats: list[str] | None, keras: bool):
+    def __init__(self, work: Path, seed: int, cli_share: float, formats: list[str] | None, keras: bool,
+                 weights: dict[str, float] | None = None):
         self.work, self.seed, self.cli_share = work, seed, cli_share
+        self.weights = {**FORMAT_WEIGHTS, **(weights or {})}
         self.seeds = defaultdict(list)
         for s in seed_corpus(work, keras=keras):
             self.seeds[s.fmt].append(s)
-        self.formats = [f for f in FORMAT_WEIGHTS if f in self.seeds and (not formats or f in formats)]
+        self.formats = [f for f in self.weights if f in self.seeds and (not formats or f in formats)]
         self.data = {}
         self.keras = keras
 
     def case(self, index: int) -> Case:
         rng = random.Random(f"{self.seed}:{index}")
-        fmt = rng.choices(self.formats, [FORMAT_WEIGHTS[f] for f in self.formats])[0]
+        fmt = rng.choices(self.formats, [self.weights[f] for f in self.formats])[0]
         seed = rng.choice(self.seeds[fmt])
         if seed.path not in self.data:
             self.data[seed.path] = seed.path.read_bytes()
@@ -217,9 +219,9 @@ class Campaign:
 
 def run_campaign(work: Path, minutes: float | None = None, cases: int | None = None, seed: int = 0,
                  jobs: int = 2, cli_share: float = 0.1, formats: list[str] | None = None, keras: bool = True,
-                 with_attacks: bool = True, progress=print) -> dict:
+                 with_attacks: bool = True, progress=print, weights: dict[str, float] | None = None) -> dict:
     work.mkdir(parents=True, exist_ok=True)
-    campaign = Campaign(work, seed, cli_share, formats, keras)
+    campaign = Campaign(work, seed, cli_share, formats, keras, weights)
     results, failures_dir = Results(), work / "failures"
     deadline = time.time() + minutes * 60 if minutes else None
     queue = campaign.attack_cases() if with_attacks else []
