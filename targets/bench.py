@@ -18,6 +18,7 @@ import numpy as np
 
 from toolchain import pipeline
 from toolchain.errors import UserError
+from toolchain.read_policy import DEFAULT_POLICY, ReadPolicy
 
 from .build import check_tools
 from .counting import plugin_path, read_counts
@@ -80,7 +81,7 @@ def per_op(target: str, elf: Path, graph, inferences: int, progress) -> list[int
 
 
 def bench(model: str | Path, target: str, out_dir: str | Path, patch: str = "none", inputs: int = 1,
-          ops: bool = True, progress=None) -> dict:
+          ops: bool = True, progress=None, policy: ReadPolicy = DEFAULT_POLICY) -> dict:
     """Convert MODEL for `target` into out_dir, verify the optimized and the portable build, and
     return (and write to out_dir/bench.json) the figures."""
     t = get_target(target)
@@ -90,7 +91,7 @@ def bench(model: str | Path, target: str, out_dir: str | Path, patch: str = "non
     step = progress or (lambda message: None)
     out_dir = Path(out_dir)
     step(f"converting {model}")
-    report = pipeline.convert(model, target, out_dir, patch=patch)
+    report = pipeline.convert(model, target, out_dir, patch=patch, policy=policy)
     graph = pipeline.optimize(pipeline.prepare_graph(out_dir / pipeline.MODEL_FILE, "model"))
     np.save(out_dir / "bench_inputs.npy", np.stack(pipeline.random_inputs(graph, inputs, seed=1)))
     macs = report["compute"]["macs"]

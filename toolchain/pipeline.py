@@ -3,10 +3,6 @@ compare). The CLI is a thin shell over these."""
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +22,7 @@ from targets.kernel_spec import dsp_layouts
 from targets.registry import get_target
 from targets.tflite_export import export_tflite
 
+from . import manifest
 from . import report as report_mod
 from . import tflm
 from .analysis import layer_table, op_macs
@@ -33,16 +30,20 @@ from .errors import UserError
 from .importers import load_model
 from .importers.tflite import import_tflite
 from .ir import Graph
+from .output_dir import OutputFolder
 from .passes import fold_pad_into_conv, strip_float_io
+from .read_policy import DEFAULT_POLICY, ReadPolicy
 from .reference import ops_beyond_tflm, run_reference
+from .safe_files import load_array, read_file
 
-SETTINGS_FILE = "convert.json"
+SETTINGS_FILE = manifest.SETTINGS_FILE
 DEFAULT_TEST_INPUTS = 20
 MODEL_FILE = "tflite/model_int8.tflite"
 
 
-def prepare_graph(model_path: Path, io: str, input_shape: tuple[int, ...] | None = None) -> Graph:
-    graph = load_model(model_path, input_shape)
+def prepare_graph(model_path: Path, io: str, input_shape: tuple[int, ...] | None = None,
+                  policy: ReadPolicy = DEFAULT_POLICY) -> Graph:
+    graph = load_model(model_path, input_shape, policy)
     return strip_float_io(graph) if io == "int8" else graph
 
 
@@ -53,7 +54,7 @@ def is_float_model(graph: Graph) -> bool:
 def import_int8(model_path: Path, calib: Path | None = None, calib_method: str = DEFAULT_METHOD,
                 input_shape: tuple[int, ...] | None = None, calib_progress=None,
                 pruning: dict | None = None, mixed: dict | None = None,
-                calib_for_int8: bool = False) -> tuple[Graph, dict[str, bytes]]:
+                calib_for_int8: bool = False, policy: ReadPolicy = DEFAULT_POLICY) -> tuple[Graph, dict[str, bytes]]:
     """The int8 graph to deploy and the TFLite artifacts (file name -> bytes). An int8 TFLite model
     is taken as it is; a float model is pruned (when `pruning` asks), calibrated on `calib`,
     quantized, and written as model_float32/float16/int8.tflite. The graph is read back from
@@ -64,7 +65,7 @@ def import_int8(model_path: Path, calib: Path | None = None, calib_method: str =
     unless activations are 4-bit: TFLite cannot clamp to them), the graph carries the bits, and
     `mixed` gets "bits" (tensor -> bits below 8) and "report". calib_for_int8: `calib` is
     also for a later step (QuantMCU), so an int8 model may come with it."""
-    graph = load_model(model_path, input_shape)
+    graph = load_model(model_path, input_shape, policy)
     if not is_float_model(graph):
         if calib is not None and not calib_for_int8:
             raise UserError(f"{model_path}: already quantized; --calib is for float models")
@@ -72,13 +73,13 @@ def import_int8(model_path: Path, calib: Path | None = None, calib_method: str =
             raise UserError(f"{model_path}: already quantized; pruning needs the float model")
         if mixed:
             raise UserError(f"{model_path}: already quantized; --quant mixed needs the float model")
-        return graph, {"model_int8.tflite": Path(model_path).read_bytes()}
+        return graph, {"model_int8.tflite": read_file(model_path, policy, "model file")}
     if calib is None:
         raise UserError(f"{model_path}: a float model needs calibration data for int8: pass --calib FILE "
                         f"(.npy, or .npz with key 'x', float32 samples in the model's own input layout)")
-    samples = load_calibration(calib, graph)
+    samples = load_calibration(calib, graph, policy)
     if pruning:
-        graph = prune_float(graph, samples, pruning)
+        graph = prune_float(graph, samples, pruning, policy)
     bits = ranges = None
     if mixed:
         ranges = calibrated_ranges(graph, samples, calib_method, progress=calib_progress)
@@ -89,7 +90,7 @@ def import_int8(model_path: Path, calib: Path | None = None, calib_method: str =
     artifacts = {"model_float32.tflite": export_tflite(graph),
                  "model_float16.tflite": export_tflite(graph, float16_weights=True),
                  "model_int8.tflite": export_tflite(quantized)}
-    imported = import_tflite(artifacts["model_int8.tflite"], str(model_path))
+    imported = import_tflite(artifacts["model_int8.tflite"], str(model_path), policy)
     if mixed:
         mixed["bits"] = {name: t.quant.bits for name, t in quantized.tensors.items()
                          if t.quant is not None and t.quant.bits < 8}
@@ -97,13 +98,13 @@ def import_int8(model_path: Path, calib: Path | None = None, calib_method: str =
     return imported, artifacts
 
 
-def prune_float(graph: Graph, samples: np.ndarray, pruning: dict) -> Graph:
+def prune_float(graph: Graph, samples: np.ndarray, pruning: dict, policy: ReadPolicy = DEFAULT_POLICY) -> Graph:
     """Prune the float graph as `pruning` asks (ratio or budget, importance, labels, epochs),
     recover by distillation on the calibration samples, and record the report in pruning."""
     from prune import agreement, parse_budget, prune_model
     labels = None
     if pruning.get("labels"):
-        labels = np.load(pruning["labels"], allow_pickle=False).reshape(-1)
+        labels = load_array(pruning["labels"], policy, "labels").reshape(-1)
         if len(labels) != len(samples):
             raise UserError(f"{pruning['labels']}: {len(labels)} labels for {len(samples)} calibration samples")
     budget = parse_budget(pruning["budget"]) if pruning.get("budget") else None
@@ -178,7 +179,8 @@ def schedule_for(graph: Graph, board, patch: str = "auto", max_mac_overhead: flo
     return schedule, board.dsp_kernels
 
 
-def with_quantmcu(schedule, dsp: bool, calib: Path, options: dict, float_graph: Graph | None = None):
+def with_quantmcu(schedule, dsp: bool, calib: Path, options: dict, float_graph: Graph | None = None,
+                  policy: ReadPolicy = DEFAULT_POLICY):
     """The schedule with QuantMCU's low path on its patch stage (options: "sigma", "lambda",
     optional "progress"), planned on the calibration inputs; its report (calibration BitOPs,
     agreement with int8 and, given the float model, with it); and the calibration inputs."""
@@ -186,7 +188,7 @@ def with_quantmcu(schedule, dsp: bool, calib: Path, options: dict, float_graph: 
         raise UserError("--quantmcu works on a patch-based schedule, and this one runs layer by layer "
                         "(--patch none, or no stage within --max-mac-overhead): name one with --patch NxN@LAYER")
     graph, stage = schedule.graph, schedule.stage
-    samples = load_calibration(calib, graph)
+    samples = load_calibration(calib, graph, policy)
     feeds = calibration_feeds(graph, samples)
     plan, calibration = plan_quantmcu(graph, stage, feeds, options.get("sigma", DEFAULT_SIGMA),
                                       options.get("lambda", DEFAULT_LAMBDA), options.get("progress"))
@@ -203,16 +205,20 @@ def with_quantmcu(schedule, dsp: bool, calib: Path, options: dict, float_graph: 
                      "search": plan.search}, feeds
 
 
-def convert(model_path: str | Path, target: str, out_dir: str | Path, io: str = "model",
+def convert(model_path: str | Path, target: str, out_dir: str | Path | OutputFolder, io: str = "model",
             prefix: str = "model", patch: str = "auto", max_mac_overhead: float = 0.10,
             stream_input: bool = False, progress=None, calib: str | Path | None = None,
             calib_method: str = DEFAULT_METHOD, input_shape: tuple[int, ...] | None = None, calib_progress=None,
             pruning: dict | None = None, mixed: dict | None = None, quantmcu: dict | None = None,
-            labels_file: str | Path | None = None) -> dict:
+            labels_file: str | Path | None = None, policy: ReadPolicy = DEFAULT_POLICY, force: bool = False) -> dict:
     """pruning: None, or {"ratio": R | "budget": "macs=N", "importance", "labels", "epochs"}.
     mixed: None (int8), or {"kind": "weight_fraction" | "bitops", "value": budget} (import_int8).
-    quantmcu: None, or {"sigma", "lambda"} (with_quantmcu). labels_file: one class label per line."""
-    model_path, out_dir = Path(model_path), Path(out_dir)
+    quantmcu: None, or {"sigma", "lambda"} (with_quantmcu). labels_file: one class label per line.
+    out_dir: a path (checked here, before any work; `force` as --force) or an OutputFolder the
+    caller prepared."""
+    model_path = Path(model_path)
+    folder = out_dir if isinstance(out_dir, OutputFolder) else OutputFolder.prepare(
+        out_dir, [model_path, calib, (pruning or {}).get("labels"), labels_file], force)
     labels = read_labels(Path(labels_file)) if labels_file is not None else None
     board = get_target(target)
     if mixed and mixed.get("activations") and is_bundle_target(target):
@@ -225,25 +231,24 @@ def convert(model_path: str | Path, target: str, out_dir: str | Path, io: str = 
         raise UserError("--quantmcu needs calibration inputs to set the outlier bounds and bit widths: "
                         "--calib FILE (.npy or .npz with key 'x', in the model's input layout)")
     graph, artifacts = import_int8(model_path, calib and Path(calib), calib_method, input_shape, calib_progress,
-                                   pruning, mixed, calib_for_int8=bool(quantmcu))
+                                   pruning, mixed, calib_for_int8=bool(quantmcu), policy=policy)
     graph = strip_float_io(graph) if io == "int8" else graph
     schedule, dsp = schedule_for(graph, board, patch, max_mac_overhead, stream_input)
     if quantmcu:
-        source = load_model(model_path, input_shape)
+        source = load_model(model_path, input_shape, policy)
         schedule, quantmcu_info, calib_feeds = with_quantmcu(schedule, dsp, Path(calib), quantmcu,
-                                                             source if is_float_model(source) and not pruning else None)
+                                                             source if is_float_model(source) and not pruning else None,
+                                                             policy)
     if labels is not None:
         check_labels(labels, graph, Path(labels_file))
     inputs = random_inputs(graph, DEFAULT_TEST_INPUTS)
     if quantmcu:   # random inputs are all outliers: real ones take the low path too
         half = DEFAULT_TEST_INPUTS // 2
         inputs = inputs[:half] + [np.concatenate([f.reshape(-1) for f in feeds]) for feeds in calib_feeds[:half]]
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with folder.staging() as tmp:
         with dsp_layouts(dsp):   # as the schedule was planned
             facts = emit_c_project(schedule, tmp / "c", inputs, prefix,
-                                   model_sha256=hashlib.sha256(model_path.read_bytes()).hexdigest(), labels=labels)
+                                   model_sha256=_source_sha256(model_path, policy), labels=labels)
         need = fit.estimate(schedule.plan.arena_bytes, boundary(schedule.graph, schedule.graph.outputs)["bytes"],
                             facts["weights_bytes"], len(facts["kernels"]))
         fit.check_fits(board, model_path.name, need, "estimated")
@@ -259,8 +264,8 @@ def convert(model_path: str | Path, target: str, out_dir: str | Path, io: str = 
                     "quant": "mixed" if mixed else "int8",
                     "mixed": {"budget": {mixed["kind"]: mixed["value"]}, "activations": bool(mixed.get("activations")),
                               "bits": mixed["bits"]} if mixed else None,
-                    "quantmcu": schedule.quantmcu.plan.to_json() if quantmcu else None}
-        (tmp / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
+                    "quantmcu": schedule.quantmcu.plan.to_json() if quantmcu else None,
+                    "limits": {"max_file_bytes": policy.max_file_bytes, "max_tensor_bytes": policy.max_tensor_bytes}}
         report = build_report(schedule, facts, target, settings)
         if mixed:
             report["precision"]["search"] = mixed["report"]
@@ -269,12 +274,8 @@ def convert(model_path: str | Path, target: str, out_dir: str | Path, io: str = 
         if pruning:
             report["pruning"] = pruning["report"]
             settings["pruning"] = {k: v for k, v in pruning.items() if k in ("ratio", "budget", "importance", "epochs")}
-            (tmp / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
         report_mod.write(tmp, report)
-        _replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        manifest.write(tmp, settings)   # last: the manifest of everything above
     return report
 
 
@@ -283,12 +284,8 @@ LABELS_MAX_BYTES = 1 << 20
 
 def read_labels(path: Path) -> list[str]:
     """Class labels, one per line, from a UTF-8 text file (a trailing empty line ignored)."""
-    if not path.is_file():
-        raise UserError(f"{path}: --labels-file must be a regular file")
-    if path.stat().st_size > LABELS_MAX_BYTES:
-        raise UserError(f"{path}: --labels-file is over {LABELS_MAX_BYTES:,} bytes: not a label list")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_file(path, ReadPolicy(max_file_bytes=LABELS_MAX_BYTES), "--labels-file").decode("utf-8")
     except UnicodeDecodeError:
         raise UserError(f"{path}: --labels-file is not UTF-8 text") from None
     return text.splitlines()
@@ -300,15 +297,10 @@ def check_labels(labels: list[str], graph: Graph, path: Path) -> None:
         raise UserError(f"{path}: {len(labels)} labels for {classes} output values (one label per line)")
 
 
-def _replace_dir(tmp: Path, out_dir: Path) -> None:
-    """Atomic as far as the file system allows: the old folder goes only once the new is whole."""
-    if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.old.{os.getpid()}")
-        out_dir.rename(old)
-        tmp.rename(out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(out_dir)
+def _source_sha256(model_path: Path, policy: ReadPolicy) -> str:
+    """SHA-256 of the model file (of a SavedModel folder: its graph file), for model.h."""
+    source = model_path / "saved_model.pb" if model_path.is_dir() else model_path
+    return hashlib.sha256(read_file(source, policy, "model file")).hexdigest()
 
 
 def build_report(schedule, facts, target, settings) -> dict:
@@ -361,13 +353,8 @@ def build_report(schedule, facts, target, settings) -> dict:
     }
 
 
-def load_inputs(path: Path, graph: Graph, io_ctype: str) -> list[np.ndarray]:
-    try:
-        data = np.load(path, allow_pickle=False)
-    except Exception as exc:
-        raise UserError(f"{path}: cannot read as .npy ({type(exc).__name__})") from None
-    if isinstance(data, np.lib.npyio.NpzFile):
-        raise UserError(f"{path}: expected a .npy array, got an .npz archive")
+def load_inputs(path: Path, graph: Graph, io_ctype: str, policy: ReadPolicy = DEFAULT_POLICY) -> list[np.ndarray]:
+    data = load_array(path, policy, "inputs")
     want_dtype = {"int8_t": np.int8, "float": np.float32, "uint8_t": np.uint8}[io_ctype]
     if data.dtype != want_dtype:
         raise UserError(f"{path}: inputs have dtype {data.dtype}, the model takes {np.dtype(want_dtype)}")
@@ -379,33 +366,43 @@ def load_inputs(path: Path, graph: Graph, io_ctype: str) -> list[np.ndarray]:
     return list(data.reshape(-1, per_input))
 
 
+def _quantmcu_low_path(graph: Graph, plan_json: dict, out_dir: Path):
+    """QuantMCU's low path as convert.json records it; a plan that does not fit the model is a
+    tampered or foreign convert.json."""
+    try:
+        plan = QuantMCUPlan.from_json(plan_json)
+        optimized = optimize(graph)
+        return LowPath.build(optimized, parse_patch_option(optimized, plan.stage), plan)
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise UserError(f"{out_dir / SETTINGS_FILE}: tampered or not from tinydeploy (its QuantMCU plan does not "
+                        f"fit the model: {type(exc).__name__})") from None
+
+
 def verify(out_dir: str | Path, target: str | None = None, inputs_path: str | Path | None = None,
            extra_cflags: str = "", progress=None) -> dict:
     out_dir = Path(out_dir)
-    settings_path = out_dir / SETTINGS_FILE
-    if not settings_path.exists():
-        raise UserError(f"{out_dir}: not a tinydeploy output folder (no {SETTINGS_FILE}); run convert first")
-    settings = json.loads(settings_path.read_text())
+    settings = manifest.read(out_dir)
+    manifest.check_files(out_dir, settings)
+    policy = ReadPolicy(**settings.get("limits", {}))
     target = target or settings["target"]
     board = get_target(target)
-    graph = apply_bits(prepare_graph(out_dir / MODEL_FILE, settings["io"]),
+    graph = apply_bits(prepare_graph(out_dir / MODEL_FILE, settings["io"], policy=policy),
                        (settings.get("mixed") or {}).get("bits", {}))
     # TFLite holds sub-8-bit weights exactly but cannot clamp an activation to 4 bits
     four_bit_activations = any(not t.is_const and t.quant is not None and t.quant.bits < 8
                                for t in graph.tensors.values())
     low = None
     if settings.get("quantmcu"):   # the reference runs QuantMCU's two paths patch by patch
-        plan = QuantMCUPlan.from_json(settings["quantmcu"])
-        optimized = optimize(graph)
-        low = LowPath.build(optimized, parse_patch_option(optimized, plan.stage), plan)
+        low = _quantmcu_low_path(graph, settings["quantmcu"], out_dir)
     io_in = boundary(graph, graph.inputs)
     c_dir = out_dir / "c"
+    report = manifest.read_report(out_dir)
     if inputs_path is not None:
-        inputs = load_inputs(Path(inputs_path), graph, io_in["ctype"])
-        write_test_inputs(c_dir, inputs, io_in["ctype"], settings["prefix"])
+        inputs = load_inputs(Path(inputs_path), graph, io_in["ctype"], policy)
         np.save(c_dir / "harness" / "test_inputs.npy", np.stack(inputs))
     else:
-        inputs = list(np.load(c_dir / "harness" / "test_inputs.npy"))
+        inputs = load_inputs(out_dir / manifest.TEST_INPUTS_NPY, graph, io_in["ctype"], policy)
+    write_test_inputs(c_dir, inputs, io_in["ctype"], settings["prefix"])   # the harness builds what is checked
     step = progress or (lambda message: None)
     elf, result = target_build.build_and_run(c_dir, target, out_dir / "build" / target, inputs, io_in["ctype"],
                                              settings["prefix"], extra_cflags, step)
@@ -426,7 +423,8 @@ def verify(out_dir: str | Path, target: str | None = None, inputs_path: str | Pa
         beyond = {i: ops for i, x in enumerate(inputs) if (ops := ops_beyond_tflm(graph, split_feeds(graph, x)))}
         runnable = [i for i in range(len(inputs)) if i not in beyond]
         try:
-            tflm_bytes = _tflm_outputs(out_dir / MODEL_FILE, graph, settings["io"], [inputs[i] for i in runnable])
+            tflm_bytes = _tflm_outputs(out_dir / MODEL_FILE, graph, settings["io"], [inputs[i] for i in runnable],
+                                       policy)
         except tflm.TflmFailure as failure:
             tflm_failure = _tflm_failure_line(failure, runnable, verification)
             verification.update(tflm_bit_exact=None, tflm_note=tflm_failure)
@@ -446,7 +444,6 @@ def verify(out_dir: str | Path, target: str | None = None, inputs_path: str | Pa
         verification["tflm_bit_exact"] = None
         verification["tflm_note"] = ("not available" if not tflm.available() else
                                      "not comparable (TFLite cannot hold 4-bit activations or QuantMCU's per-patch grids)")
-    report = report_mod.read(out_dir)
     mem = report["memory"]
     mem.update(fit.measured_memory(board, elf, result.stack_bytes, mem))
     report["target"] = target
@@ -484,11 +481,11 @@ def _prediction(raw: bytes | None, graph: Graph):
     return int(np.argmax(values)) if values.size > 1 else float(values[0])
 
 
-def _tflm_outputs(model_file: Path, graph: Graph, io: str, inputs) -> list[bytes]:
+def _tflm_outputs(model_file: Path, graph: Graph, io: str, inputs, policy: ReadPolicy = DEFAULT_POLICY) -> list[bytes]:
     """Run the original model in TFLM; with --io int8 map our int8 boundary onto its float one
     (dequantize in, quantize out: exact for int8 values)."""
-    original = load_model(model_file)
-    model_bytes = model_file.read_bytes()
+    original = load_model(model_file, policy=policy)
+    model_bytes = read_file(model_file, policy, "model file")
     feeds = []
     for x in inputs:
         parts = split_feeds(graph, x)
