@@ -1,4 +1,4 @@
-"""Issue 8 figures: `tinydeploy bench` (targets/bench.py) for every shared int8 model on the cores
+"""Issue 8 figures: `tinydeploy bench` (toolchain/driver/bench.py) for every shared int8 model on the cores
 with optimized kernels: instructions per inference and per MAC with the optimized and with the
 portable kernels (-DTDK_PORTABLE_KERNELS), flash and peak SRAM of both builds (both verified byte
 for byte against the reference and, where it exists, TFLM), and a per-op table for cortex-m4.
@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.emulation_table import source_version, tool_versions  # noqa: E402
 from benchmarks.shared_models import INT8_MODELS  # noqa: E402
-from targets.bench import bench  # noqa: E402
+from toolchain.driver.bench import bench  # noqa: E402
 
 TARGETS = ["cortex-m4", "cortex-m7", "cortex-m55", "rv32imc", "rpi4", "rpi5"]
 PER_OP_TARGET = "cortex-m4"

@@ -7,31 +7,27 @@ from pathlib import Path
 
 import numpy as np
 
-from toolchain.errors import UserError
+from toolchain.errors import UserError, quoted
 from toolchain.float_reference import run_float
 from toolchain.ir import Graph
+from toolchain.read_policy import DEFAULT_POLICY, ReadPolicy
+from toolchain.safe_files import load_array
 
 HISTOGRAM_BINS = 2048
 CALIB_HELP = "a .npy, or .npz with key 'x', of float32 samples in the model's own input layout"
 
 
-def load_calibration(path: str | Path, graph: Graph) -> np.ndarray:
+def load_calibration(path: str | Path, graph: Graph, policy: ReadPolicy = DEFAULT_POLICY) -> np.ndarray:
     """The samples in `path` as (N, *input shape without batch), checked against `graph`: float32, or
-    for a model with an int8 (uint8) input also that type."""
+    for a model with an int8 (uint8) input also that type. The file's header is checked against
+    the read policy before numpy allocates the samples."""
     path = Path(path)
     if len(graph.inputs) != 1:
         raise UserError(f"calibration supports models with one input; this one has {len(graph.inputs)}")
     shape = graph.tensors[graph.inputs[0]].shape
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"{path}: no such calibration file (expected {CALIB_HELP})")
-    try:
-        data = np.load(path, allow_pickle=False)
-    except Exception as exc:
-        raise UserError(f"{path}: cannot read calibration data ({type(exc).__name__}; expected {CALIB_HELP})") from None
-    if isinstance(data, np.lib.npyio.NpzFile):
-        if "x" not in data.files:
-            raise UserError(f"{path}: .npz has no key 'x' (keys: {', '.join(data.files) or 'none'})")
-        data = data["x"]
+    data = load_array(path, policy, "calibration data", npz_key="x")
     integer = graph.tensors[graph.inputs[0]].dtype
     if data.dtype != np.float32 and not (integer in ("int8", "uint8") and data.dtype == np.dtype(integer)):
         also = f" or {integer}, the model's own input type" if integer in ("int8", "uint8") else ""
@@ -67,6 +63,9 @@ def _run_all(graph: Graph, samples: np.ndarray, step, visit) -> None:
         values = run_float(graph, [sample.reshape(shape)], keep=True)
         for name, value in values.items():
             if not graph.tensors[name].is_const:
+                if not np.isfinite(value).all():   # finite weights can still overflow float32
+                    raise UserError(f"calibration: the float model computes NaN or infinite values in tensor "
+                                    f"{quoted(name)} on the calibration data; it cannot be quantized")
                 visit(name, value)
         step()
 

@@ -14,6 +14,7 @@ import jinja2
 import numpy as np
 
 from patch_inference.steps import Call, PatchLoop, RegionCheck
+from toolchain.errors import one_line
 from toolchain.ir import Graph
 from toolchain.ops import KERNELS, lower, op_def, prototypes
 from toolchain.ops.c import OpCall
@@ -27,10 +28,22 @@ CTYPES = {"int8": "int8_t", "uint8": "uint8_t", "int16": "int16_t", "int32": "in
 CTYPE_BYTES = {"int8_t": 1, "uint8_t": 1, "int16_t": 2, "int32_t": 4, "float": 4}
 
 
+def c_comment(text) -> str:
+    """Text from a model file (op names) as the inside of a C block comment: one line, and no
+    `*/` to end the comment early or `/*` to make gcc warn."""
+    return one_line(str(text)).replace("*/", "* /").replace("/*", "/ *")
+
+
 def template_env() -> jinja2.Environment:
+    """C, Makefile and Python templates verbatim; HTML templates (*.html.j2) autoescaped, so a name
+    from a model file or the file system is text in report.html, never markup."""
     root = resources.files("templates")
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(root)), undefined=jinja2.StrictUndefined,
-                              keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(root)), undefined=jinja2.StrictUndefined,
+                             keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
+                             autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",),
+                                                                 default_for_string=False))
+    env.filters["c_comment"] = c_comment
+    return env
 
 
 @dataclass

@@ -5,11 +5,12 @@ models load without transposes and C kernels read weights in order.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import UserError
+from .errors import UserError, quoted
 
 DTYPE_BYTES = {"int8": 1, "uint8": 1, "int16": 2, "int32": 4, "int64": 8, "float32": 4}
 
@@ -41,7 +42,7 @@ class Tensor:
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+        return math.prod(self.shape)   # exact: a crafted shape cannot wrap around int64
 
     @property
     def nbytes(self) -> int:
@@ -75,21 +76,26 @@ class Graph:
         self.validate()
 
     def validate(self) -> None:
-        """Every op input is a graph input, a constant or produced earlier (kinds: toolchain.ops)."""
+        """Every op input is a graph input, a constant or produced earlier (so the ops are in
+        topological order and there is no cycle); every tensor has at most one producer and
+        graph inputs and constants none (kinds: toolchain.ops)."""
         available = set(self.inputs) | {n for n, t in self.tensors.items() if t.is_const}
         for index, op in enumerate(self.ops):
             for name in op.inputs:
                 if name not in self.tensors:
-                    raise UserError(f"op {index} ({op.kind}): input tensor '{name}' does not exist")
+                    raise UserError(f"op {index} ({op.kind}): input tensor {quoted(name)} does not exist")
                 if name not in available:
-                    raise UserError(f"op {index} ({op.kind}): input '{name}' is used before it is produced")
+                    raise UserError(f"op {index} ({op.kind}): input {quoted(name)} is used before it is produced")
             for name in op.outputs:
                 if name not in self.tensors:
-                    raise UserError(f"op {index} ({op.kind}): output tensor '{name}' does not exist")
+                    raise UserError(f"op {index} ({op.kind}): output tensor {quoted(name)} does not exist")
+                if name in available:
+                    raise UserError(f"op {index} ({op.kind}): output {quoted(name)} is already a graph input, "
+                                    f"a constant or another op's output")
                 available.add(name)
         for name in self.outputs:
             if name not in available:
-                raise UserError(f"graph output '{name}' is never produced")
+                raise UserError(f"graph output {quoted(name)} is never produced")
 
     def producer(self, name: str) -> int | None:
         for index, op in enumerate(self.ops):

@@ -25,9 +25,9 @@ def assert_one_line_failure(proc, *fragments):
         assert fragment in lines[0], lines[0]
 
 
-def convert_fails(tmp_path, model, *fragments, target="host"):
+def convert_fails(tmp_path, model, *fragments, target="host", args=()):
     out = tmp_path / "out"
-    proc = run_cli("convert", model, "--target", target, "-o", out)
+    proc = run_cli("convert", model, "--target", target, "-o", out, *args)
     assert_one_line_failure(proc, *fragments)
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []

@@ -86,3 +86,16 @@ def test_h5_that_is_not_a_keras_model(tmp_path):
         f["x"] = np.zeros(3)
     with pytest.raises(UserError, match="Keras cannot load this model"):
         load_model(tmp_path / "data.h5")
+
+
+def test_cli_keeps_tensorflows_logs_off_the_terminal(tmp_path):
+    """TensorFlow runs in the reader's child process: a conversion prints nothing on stderr."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    _tiny_keras().save(tmp_path / "tiny.keras")
+    np.save(tmp_path / "calib.npy", np.random.default_rng(0).uniform(-1, 1, (4, 12, 12, 3)).astype(np.float32))
+    cli = str(Path(sys.executable).with_name("tinydeploy"))
+    proc = subprocess.run([cli, "convert", str(tmp_path / "tiny.keras"), "--calib", str(tmp_path / "calib.npy"),
+                           "--patch", "none", "-o", str(tmp_path / "out")], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr

@@ -10,6 +10,9 @@ from benchmarks.shared_models import REPO
 from toolchain.errors import UserError
 from toolchain.float_reference import run_float
 from toolchain.importers import load_model
+from toolchain.read_policy import ReadPolicy
+
+TRUSTED = ReadPolicy(trust_pickle=True)
 
 EXAMPLE = REPO / "examples" / "mnist_torch"
 sys.path.insert(0, str(EXAMPLE))
@@ -46,12 +49,14 @@ def _small_module():
     return MnistMobileNetV2(width=8, head=16).eval()
 
 
-def test_pickled_module_needs_and_takes_an_input_shape(tmp_path):
+def test_pickled_module_needs_trust_and_an_input_shape(tmp_path):
     module = _small_module()
     torch.save(module, tmp_path / "whole.pt")
+    with pytest.raises(UserError, match=r"pickled Python object \('model.MnistMobileNetV2'\).*--trust-pickle"):
+        load_model(tmp_path / "whole.pt", input_shape=(1, 1, 28, 28))
     with pytest.raises(UserError, match="does not record its input shape; pass --input-shape"):
-        load_model(tmp_path / "whole.pt")
-    graph = load_model(tmp_path / "whole.pt", input_shape=(1, 1, 28, 28))
+        load_model(tmp_path / "whole.pt", policy=TRUSTED)
+    graph = load_model(tmp_path / "whole.pt", input_shape=(1, 1, 28, 28), policy=TRUSTED)
     x = np.random.default_rng(0).uniform(0, 1, (1, 1, 28, 28)).astype(np.float32)
     with torch.no_grad():
         ref = module(torch.from_numpy(x)).numpy()
@@ -77,7 +82,7 @@ def test_pickled_module_of_an_unimportable_class_is_refused(tmp_path):
     import subprocess
     subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)
     with pytest.raises(UserError, match="the pickled module's class cannot be imported"):
-        load_model(tmp_path / "hidden.pt", input_shape=(1, 4))
+        load_model(tmp_path / "hidden.pt", input_shape=(1, 4), policy=TRUSTED)
 
 
 def test_exported_program_with_dynamic_batch_is_refused(tmp_path):

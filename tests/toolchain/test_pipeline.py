@@ -8,9 +8,10 @@ import pytest
 from benchmarks.shared_models import INT8_MODELS, TFLM_ARENA_BYTES, real_float_inputs, to_model_input
 from toolchain import tflm
 from toolchain.driver import pipeline
-from toolchain.driver.options import ConvertOptions, TargetOptions
+from toolchain.driver.options import ConvertOptions, PatchOptions, TargetOptions
 from toolchain.driver.manifest import MODEL_FILE
 from toolchain.driver.verify import verify
+from toolchain.errors import UserError
 
 CASES = [(name, "model") for name in INT8_MODELS] + [("mcunet_vww1_int8", "int8")]
 
@@ -60,10 +61,14 @@ def test_io_int8_writes_boundary_quantization_into_model_h(tmp_path):
     assert "typedef float model_input_t;" in (float_out / "c" / "model.h").read_text()
 
 
-def test_convert_replaces_an_existing_folder_whole(tmp_path):
+def test_convert_replaces_its_own_folder_whole_and_keeps_a_users_file(tmp_path):
     out = tmp_path / "hw"
     pipeline.convert(INT8_MODELS["hello_world_int8"], out)
-    (out / "stale.txt").write_text("old")
-    pipeline.convert(INT8_MODELS["hello_world_int8"], out)
-    assert not (out / "stale.txt").exists()
+    pipeline.convert(INT8_MODELS["hello_world_int8"], out, ConvertOptions(patch=PatchOptions("none")))   # our own: replaced
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hw"]
+    (out / "stale.txt").write_text("old")
+    with pytest.raises(UserError, match="tinydeploy did not write|changed since"):
+        pipeline.convert(INT8_MODELS["hello_world_int8"], out)
+    pipeline.convert(INT8_MODELS["hello_world_int8"], out, ConvertOptions(force=True))
+    assert not (out / "stale.txt").exists()
+    assert (tmp_path / "hw.old-1" / "stale.txt").read_text() == "old"

@@ -21,6 +21,7 @@ from targets.counting import plugin_path, read_counts
 from targets.elf import Elf
 from targets.registry import get_target
 from toolchain.errors import UserError
+from toolchain.read_policy import DEFAULT_POLICY, ReadPolicy
 
 from .manifest import MODEL_FILE
 from .options import ConvertOptions, PatchOptions, TargetOptions
@@ -83,7 +84,7 @@ def per_op(target: str, elf: Path, ops: int, inferences: int, progress: Progress
 
 
 def bench(model: str | Path, target: str, out_dir: str | Path, patch: str = "none", inputs: int = 1,
-          ops: bool = True, progress: Progress = SILENT) -> dict:
+          ops: bool = True, progress: Progress = SILENT, policy: ReadPolicy = DEFAULT_POLICY) -> dict:
     """Convert MODEL for `target` into out_dir, verify the optimized and the portable build, and
     return (and write to out_dir/bench.json) the figures."""
     t = get_target(target)
@@ -92,7 +93,7 @@ def bench(model: str | Path, target: str, out_dir: str | Path, patch: str = "non
     check_tools(t)
     out_dir = Path(out_dir)
     progress.step(f"converting {model}")
-    report = convert(model, out_dir, ConvertOptions(TargetOptions(target), PatchOptions(patch)))
+    report = convert(model, out_dir, ConvertOptions(TargetOptions(target), PatchOptions(patch), policy=policy))
     graph = optimize(prepare_graph(out_dir / MODEL_FILE, "model"))
     np.save(out_dir / "bench_inputs.npy", np.stack(random_inputs(graph, inputs, seed=1)))
     macs = report["compute"]["macs"]

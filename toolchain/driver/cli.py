@@ -4,25 +4,31 @@ Every failure a user can cause ends as one line on stderr and exit code 2.
 """
 from __future__ import annotations
 
+import functools
 import os
+import signal
 import sys
 from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from quantize import DEFAULT_METHOD, METHODS
 from quantize.quantmcu import DEFAULT_LAMBDA, DEFAULT_SIGMA
-from toolchain.errors import UserError
+from toolchain.errors import UserError, one_line
+from toolchain.read_policy import DEFAULT_POLICY, ReadPolicy, parse_size
+from toolchain.signals import terminate_like_interrupt
 
 from .options import ConvertOptions
+from .output_dir import OutputFolder
 
 console = Console()
 
 
 def _fail(message: str, code: int = 2):
-    click.echo(f"error: {message}", err=True)
+    click.echo(f"error: {one_line(message)}", err=True)
     sys.exit(code)
 
 
@@ -31,13 +37,16 @@ class Group(click.Group):
 
     def invoke(self, ctx):
         try:
-            return super().invoke(ctx)
+            with terminate_like_interrupt():
+                return super().invoke(ctx)
         except UserError as exc:
             _fail(str(exc))
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, SystemExit):
             raise
-        except KeyboardInterrupt:
-            _fail("interrupted", 130)
+        except KeyboardInterrupt as exc:   # Ctrl-C, or SIGTERM/SIGHUP (signals.Terminated)
+            signum = getattr(exc, "signum", signal.SIGINT)
+            _fail("interrupted" + ("" if signum == signal.SIGINT else f" ({signal.Signals(signum).name})"),
+                  128 + signum)
         except Exception as exc:  # a bug of ours: still one line, traceback on request
             if os.environ.get("TINYDEPLOY_DEBUG"):
                 raise
@@ -59,7 +68,7 @@ class RichProgress:
         self.status.start()
 
     def step(self, message: str) -> None:
-        self.status.update(message)
+        self.status.update(escape(one_line(message)))   # names in it are text, not rich markup
 
     def stop(self) -> None:
         self.status.stop()
@@ -93,6 +102,38 @@ def _shape(ctx, param, value):
     if not shape or min(shape) <= 0:
         raise click.BadParameter(f"'{value}' is not a shape of positive sizes like 1,3,32,32")
     return shape
+
+
+class Size(click.ParamType):
+    name = "size"
+
+    def convert(self, value, param, ctx):
+        try:
+            return value if isinstance(value, int) else parse_size(value)
+        except UserError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def read_options(command):
+    """--max-file-bytes, --max-tensor-bytes and --trust-pickle, handed to the command as one
+    ReadPolicy (`policy`)."""
+    @functools.wraps(command)
+    def with_policy(*args, max_file_bytes, max_tensor_bytes, trust_pickle, **kwargs):
+        return command(*args, policy=ReadPolicy(max_file_bytes, max_tensor_bytes, trust_pickle), **kwargs)
+    options = [
+        click.option("--max-file-bytes", type=Size(), default=DEFAULT_POLICY.max_file_bytes, show_default=True,
+                     help="Refuse a model file (or an unpacked zip archive) larger than this (e.g. 2G)."),
+        click.option("--max-tensor-bytes", type=Size(), default=DEFAULT_POLICY.max_tensor_bytes, show_default=True,
+                     help="Refuse a model whose weights and activations together need more than this (e.g. 1G); "
+                          "also the limit for calibration data and inputs."),
+        click.option("--trust-pickle", is_flag=True,
+                     help="Run code the model file carries: a pickled whole PyTorch module (torch.save(model)), "
+                          "Keras Lambda layers and custom objects. Loading such a file runs whatever its author "
+                          "put in it, with your permissions: only for files from a source you trust."),
+    ]
+    for option in reversed(options):
+        with_policy = option(with_policy)
+    return with_policy
 
 
 input_shape_option = click.option(
@@ -153,17 +194,25 @@ input_shape_option = click.option(
 @click.option("--vdqs-lambda", type=float, default=None,
               help=f"--quantmcu: weight of the entropy change against the BitOPs saved in VDQS's score (0..1) "
                    f"[default: {DEFAULT_LAMBDA:g}].")
+@click.option("--force", is_flag=True,
+              help="-o names a folder that holds other files: move it aside to DIR.old-N (kept, never deleted) "
+                   "and write the output in its place.")
+@read_options
 def convert(model, out_dir, **flags):
     """Convert MODEL into a C project (and TFLite artifacts) in an output folder."""
     from .pipeline import convert as run_convert
     options = ConvertOptions.from_flags(**flags)
-    out_dir = out_dir or Path("out") / model.stem
+    options.check()
+    folder = OutputFolder.prepare(out_dir or Path("out") / model.stem,
+                                  [model, options.calib, options.prune and options.prune.labels], options.force)
     progress = RichProgress()
     try:
         progress.step(f"converting {model}")
-        report = run_convert(model, out_dir, options, progress)
+        report = run_convert(model, folder, options, progress)
     finally:
         progress.stop()
+    if folder.moved_aside:
+        click.echo(f"moved the folder that was at {one_line(folder.path)} aside to {one_line(folder.moved_aside)}")
     if "pruning" in report:
         p = report["pruning"]
         click.echo(f"pruned: MACs {p['macs'][0]:,} -> {p['macs'][1]:,}, params {p['params'][0]:,} -> "
@@ -184,7 +233,7 @@ def convert(model, out_dir, **flags):
                    f"{b['outlier_patch_fraction']:.1%} of patches are outlier patches (int8), patch stage BitOPs "
                    f"{b['mean']:,} vs {b['int8']:,} int8 ({b['reduction']:.2f}x fewer)")
     mem, compute = report["memory"], report["compute"]
-    click.echo(f"wrote {out_dir}: {len(report['layers'])} ops, {compute['macs']:,} MACs, "
+    click.echo(f"wrote {one_line(folder.path)}: {len(report['layers'])} ops, {compute['macs']:,} MACs, "
                f"patch {report['plan']['patch']} (+{compute['mac_overhead']:.1%} MACs), "
                f"arena {mem['arena_bytes']:,} B (lower bound {mem['lower_bound_bytes']:,} B, "
                f"layer by layer {mem['layer_by_layer_arena_bytes']:,} B), weights {mem['weights_bytes']:,} B")
@@ -223,16 +272,17 @@ def verify(out_dir, target, inputs, extra_cflags):
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--io", "io", type=click.Choice(["model", "int8"]), default="model", show_default=True)
 @input_shape_option
-def inspect(model, io, input_shape):
+@read_options
+def inspect(model, io, input_shape, policy):
     """Per-layer table: op, shapes, params, MACs, live bytes."""
     from patch_inference.memory_planner import graph_buffers, live_bytes, plan_memory
     from toolchain.analysis import layer_table
 
     from .pipeline import optimize, prepare_graph
-    graph = optimize(prepare_graph(model, io, input_shape))
+    graph = optimize(prepare_graph(model, io, input_shape, policy))
     buffers = graph_buffers(graph)
     rows = layer_table(graph, live_bytes(buffers, len(graph.ops) + 2))
-    table = Table(title=f"{model.name}: {len(rows)} ops")
+    table = Table(title=escape(f"{one_line(model.name)}: {len(rows)} ops"))
     for col in ("#", "op", "inputs", "output", "params", "MACs", "live bytes"):
         table.add_column(col, justify="right" if col in ("#", "params", "MACs", "live bytes") else "left")
     for r in rows:
@@ -255,14 +305,16 @@ def inspect(model, io, input_shape):
               help="Random inputs to verify and count over.")
 @click.option("--per-op/--no-per-op", default=True, show_default=True,
               help="Count each op's kernel call (one emulator run per op and build).")
-def bench(model, target, out_dir, patch, n_inputs, per_op):
+@read_options
+def bench(model, target, out_dir, patch, n_inputs, per_op, policy):
     """Instructions per inference of MODEL on TARGET with the optimized and the portable kernels,
     instructions per MAC, flash, peak SRAM, and a per-op table; both builds verified byte-exact."""
     from .bench import bench as run_bench
     out_dir = out_dir or Path("out") / "bench" / f"{model.stem}-{target}"
     progress = RichProgress()
     try:
-        result = run_bench(model, target, out_dir, patch=patch, inputs=n_inputs, ops=per_op, progress=progress)
+        result = run_bench(model, target, out_dir, patch=patch, inputs=n_inputs, ops=per_op, progress=progress,
+                           policy=policy)
     finally:
         progress.stop()
     builds = result["builds"]

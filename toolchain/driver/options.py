@@ -3,6 +3,7 @@
 (ConvertOptions.from_flags); tests and scripts build them directly."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +14,9 @@ from quantize.quantmcu import DEFAULT_LAMBDA, DEFAULT_SIGMA
 from targets.bundle import is_bundle_target
 from targets.registry import get_target
 from toolchain.errors import UserError
+from toolchain.read_policy import DEFAULT_POLICY, ReadPolicy
+
+from .manifest import C_IDENTIFIER
 
 
 @dataclass(frozen=True)
@@ -65,12 +69,14 @@ class ConvertOptions:
     quantmcu: QuantMCUOptions | None = None
     calib: Path | None = None                  # calibration samples (.npy / .npz key x)
     input_shape: tuple[int, ...] | None = None  # PyTorch files that record none
+    policy: ReadPolicy = DEFAULT_POLICY         # what a model file may be (sizes, code it carries)
+    force: bool = False                         # -o may name a folder of other files: moved aside
 
     def check(self) -> None:
         """Every rule that needs no file: one UserError line for the first one broken."""
         t = self.target
-        if not t.prefix.isidentifier():
-            raise UserError(f"--prefix '{t.prefix}' is not a C identifier")
+        if not re.fullmatch(C_IDENTIFIER, t.prefix):
+            raise UserError(f"--prefix {t.prefix!r} is not a C identifier")
         get_target(t.name)
         if self.precision.calib_method not in METHODS:
             raise UserError(f"--calib-method '{self.precision.calib_method}': expected one of {', '.join(METHODS)}")
@@ -98,8 +104,8 @@ class ConvertOptions:
     @classmethod
     def from_flags(cls, target, io, prefix, patch, max_mac_overhead, stream_input, calib, calib_method, input_shape,
                    prune_ratio, prune_budget, prune_importance, prune_epochs, labels, quant, weight_budget,
-                   quant_budget, mixed_activations, labels_file, quantmcu, outlier_sigma,
-                   vdqs_lambda) -> ConvertOptions:
+                   quant_budget, mixed_activations, labels_file, quantmcu, outlier_sigma, vdqs_lambda,
+                   force=False, policy=DEFAULT_POLICY) -> ConvertOptions:
         """The options `tinydeploy convert`'s flags ask for; what only flags can get wrong (two that
         exclude each other, one that needs another) is refused here, the rest by check()."""
         if prune_ratio is not None and prune_budget is not None:
@@ -118,4 +124,4 @@ class ConvertOptions:
                    PrecisionOptions(calib_method, mixed, mixed_activations), prune,
                    QuantMCUOptions(DEFAULT_SIGMA if outlier_sigma is None else outlier_sigma,
                                    DEFAULT_LAMBDA if vdqs_lambda is None else vdqs_lambda) if quantmcu else None,
-                   calib, input_shape)
+                   calib, input_shape, policy, force)

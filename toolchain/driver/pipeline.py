@@ -3,9 +3,6 @@ output folder, all or nothing. The CLI is a thin shell over it; verify and bench
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,18 +24,22 @@ from toolchain.importers.tflite import import_tflite
 from toolchain.ir import Graph
 from toolchain.ops.choice import PORTABLE, KernelProfile
 from toolchain.passes import fold_pad_into_conv, strip_float_io
+from toolchain.read_policy import DEFAULT_POLICY, ReadPolicy
+from toolchain.safe_files import load_array, read_file
 from toolchain.tflite_export import export_tflite
 
 from . import report as report_mod
 from .manifest import MODEL_FILE, Manifest
 from .options import ConvertOptions, PatchOptions
+from .output_dir import OutputFolder
 from .progress import SILENT, Progress
 
 DEFAULT_TEST_INPUTS = 20
 
 
-def prepare_graph(model_path: Path, io: str, input_shape: tuple[int, ...] | None = None) -> Graph:
-    graph = load_model(model_path, input_shape)
+def prepare_graph(model_path: Path, io: str, input_shape: tuple[int, ...] | None = None,
+                  policy: ReadPolicy = DEFAULT_POLICY) -> Graph:
+    graph = load_model(model_path, input_shape, policy)
     return strip_float_io(graph) if io == "int8" else graph
 
 
@@ -69,7 +70,7 @@ def import_int8(model_path: Path, options: ConvertOptions, progress: Progress = 
     the TFLite file holds the weights' values as int8, exact: TFLite Micro computes what the C
     does, unless activations are 4-bit: TFLite cannot clamp to them), and written as
     model_float32/float16/int8.tflite."""
-    graph = load_model(model_path, options.input_shape)
+    graph = load_model(model_path, options.input_shape, options.policy)
     precision = options.precision
     if not is_float_model(graph):
         if options.calib is not None and options.quantmcu is None:
@@ -78,11 +79,11 @@ def import_int8(model_path: Path, options: ConvertOptions, progress: Progress = 
             raise UserError(f"{model_path}: already quantized; pruning needs the float model")
         if precision.mixed:
             raise UserError(f"{model_path}: already quantized; --quant mixed needs the float model")
-        return Imported(graph, {"model_int8.tflite": Path(model_path).read_bytes()})
+        return Imported(graph, {"model_int8.tflite": read_file(model_path, options.policy, "model file")})
     if options.calib is None:
         raise UserError(f"{model_path}: a float model needs calibration data for int8: pass --calib FILE "
                         f"(.npy, or .npz with key 'x', float32 samples in the model's own input layout)")
-    samples = load_calibration(options.calib, graph)
+    samples = load_calibration(options.calib, graph, options.policy)
     float_graph, pruning = graph, None
     if options.prune:
         graph, pruning = prune_float(graph, samples, options, progress)
@@ -98,7 +99,7 @@ def import_int8(model_path: Path, options: ConvertOptions, progress: Progress = 
     artifacts = {"model_float32.tflite": export_tflite(graph),
                  "model_float16.tflite": export_tflite(graph, float16_weights=True),
                  "model_int8.tflite": export_tflite(quantized)}
-    imported = import_tflite(artifacts["model_int8.tflite"], str(model_path))
+    imported = import_tflite(artifacts["model_int8.tflite"], str(model_path), options.policy)
     mixed_bits = None
     if precision.mixed:
         mixed_bits = {name: t.quant.bits for name, t in quantized.tensors.items()
@@ -113,7 +114,7 @@ def prune_float(graph: Graph, samples: np.ndarray, options: ConvertOptions, prog
     prune = options.prune
     labels = None
     if prune.labels:
-        labels = np.load(prune.labels, allow_pickle=False).reshape(-1)
+        labels = load_array(prune.labels, options.policy, "labels").reshape(-1)
         if len(labels) != len(samples):
             raise UserError(f"{prune.labels}: {len(labels)} labels for {len(samples)} calibration samples")
     pruned = prune_model(graph, ratio=prune.ratio, budget=prune.limit, importance=prune.importance, calib=samples,
@@ -192,7 +193,7 @@ def quantmcu_schedule(schedule: Schedule, imported: Imported, options: ConvertOp
         raise UserError("--quantmcu works on a patch-based schedule, and this one runs layer by layer "
                         "(--patch none, or no stage within --max-mac-overhead): name one with --patch NxN@LAYER")
     graph, stage, q = schedule.graph, schedule.stage, options.quantmcu
-    samples = load_calibration(options.calib, graph)
+    samples = load_calibration(options.calib, graph, options.policy)
     feeds = calibration_feeds(graph, samples)
     plan, calibration = plan_quantmcu(graph, stage, feeds, q.sigma, q.vdqs_lambda,
                                       progress.counter("VDQS feature maps"))
@@ -207,11 +208,15 @@ def quantmcu_schedule(schedule: Schedule, imported: Imported, options: ConvertOp
     return QuantMCU(low, report, feeds)
 
 
-def convert(model_path: str | Path, out_dir: str | Path, options: ConvertOptions = ConvertOptions(),
+def convert(model_path: str | Path, out_dir: str | Path | OutputFolder, options: ConvertOptions = ConvertOptions(),
             progress: Progress = SILENT) -> dict:
-    """Convert the model into out_dir (written whole or not at all); returns report.json's dict."""
+    """Convert the model into out_dir (written whole or not at all: a path, checked before any
+    work, or an OutputFolder the caller prepared); returns report.json's dict."""
     options.check()
-    model_path, out_dir = Path(model_path), Path(out_dir)
+    model_path = Path(model_path)
+    folder = out_dir if isinstance(out_dir, OutputFolder) else OutputFolder.prepare(
+        out_dir, [model_path, options.calib, options.prune and options.prune.labels, options.target.labels_file],
+        options.force)
     labels = read_labels(options.target.labels_file) if options.target.labels_file is not None else None
     board = get_target(options.target.name)
     imported = import_int8(model_path, options, progress)
@@ -228,11 +233,9 @@ def convert(model_path: str | Path, out_dir: str | Path, options: ConvertOptions
         half = DEFAULT_TEST_INPUTS // 2
         inputs = inputs[:half] + [np.concatenate([f.reshape(-1) for f in feeds]) for feeds in quantmcu.feeds[:half]]
     manifest = make_manifest(model_path, options, imported, schedule)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with folder.staging() as tmp:
         emitted = emit_c_project(schedule, tmp / "c", inputs, options.target.prefix,
-                                 model_sha256=hashlib.sha256(model_path.read_bytes()).hexdigest(), labels=labels)
+                                 model_sha256=source_sha256(model_path, options.policy), labels=labels)
         need = fit.estimate(schedule.plan.arena_bytes, boundary(schedule.graph, schedule.graph.outputs)["bytes"],
                             emitted.weights_bytes, len(emitted.kernels))
         fit.check_fits(board, model_path.name, need, "estimated")
@@ -242,7 +245,6 @@ def convert(model_path: str | Path, out_dir: str | Path, options: ConvertOptions
             (tmp / "tflite" / name).write_bytes(data)
         if is_bundle_target(board.name):
             write_bundle(tmp, board.name, imported.artifacts, model_path.name, options.target.prefix)
-        manifest.write(tmp)
         report = report_mod.build(schedule, emitted, board.name, manifest)
         if imported.mixed_search is not None:
             report["precision"]["search"] = imported.mixed_search
@@ -251,10 +253,7 @@ def convert(model_path: str | Path, out_dir: str | Path, options: ConvertOptions
         if imported.pruning is not None:
             report["pruning"] = imported.pruning
         report_mod.write(tmp, report)
-        _replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        manifest.write(tmp)   # last: the manifest of everything above
     return report
 
 
@@ -263,12 +262,8 @@ LABELS_MAX_BYTES = 1 << 20
 
 def read_labels(path: Path) -> list[str]:
     """Class labels, one per line, from a UTF-8 text file (a trailing empty line ignored)."""
-    if not path.is_file():
-        raise UserError(f"{path}: --labels-file must be a regular file")
-    if path.stat().st_size > LABELS_MAX_BYTES:
-        raise UserError(f"{path}: --labels-file is over {LABELS_MAX_BYTES:,} bytes: not a label list")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_file(path, ReadPolicy(max_file_bytes=LABELS_MAX_BYTES), "--labels-file").decode("utf-8")
     except UnicodeDecodeError:
         raise UserError(f"{path}: --labels-file is not UTF-8 text") from None
     return text.splitlines()
@@ -278,6 +273,12 @@ def check_labels(labels: list[str], graph: Graph, path: Path) -> None:
     classes = graph.tensors[graph.outputs[0]].shape[-1]
     if len(labels) != classes:
         raise UserError(f"{path}: {len(labels)} labels for {classes} output values (one label per line)")
+
+
+def source_sha256(model_path: Path, policy: ReadPolicy) -> str:
+    """SHA-256 of the model file (of a SavedModel folder: its graph file), for model.h."""
+    source = model_path / "saved_model.pb" if model_path.is_dir() else model_path
+    return hashlib.sha256(read_file(source, policy, "model file")).hexdigest()
 
 
 def make_manifest(model_path: Path, options: ConvertOptions, imported: Imported, schedule: Schedule) -> Manifest:
@@ -292,15 +293,6 @@ def make_manifest(model_path: Path, options: ConvertOptions, imported: Imported,
     return Manifest(model_path.name, options.target.io, options.target.prefix, options.target.name, patch.schedule,
                     patch.max_mac_overhead, patch.stream_input, calib, precision.calib_method if calib else None,
                     "mixed" if mixed else "int8", mixed,
-                    schedule.quantmcu.plan.to_json() if schedule.quantmcu is not None else None, pruning)
-
-
-def _replace_dir(tmp: Path, out_dir: Path) -> None:
-    """Atomic as far as the file system allows: the old folder goes only once the new is whole."""
-    if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.old.{os.getpid()}")
-        out_dir.rename(old)
-        tmp.rename(out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(out_dir)
+                    schedule.quantmcu.plan.to_json() if schedule.quantmcu is not None else None,
+                    {"max_file_bytes": options.policy.max_file_bytes, "max_tensor_bytes": options.policy.max_tensor_bytes},
+                    pruning)

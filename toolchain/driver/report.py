@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 from pathlib import Path
 
 from patch_inference.memory_planner import graph_buffers, live_bytes, plan_memory
@@ -68,9 +69,19 @@ def read(out_dir: Path) -> dict:
 
 
 def write(out_dir: Path, report: dict) -> None:
+    """Each file replaced whole (verify rewrites them in place: an interrupt leaves the old one)."""
     out_dir = Path(out_dir)
-    (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=_plain))
-    (out_dir / "report.html").write_text(render_html(report))
+    _replace(out_dir / "report.json", json.dumps(report, indent=2, default=_plain))
+    _replace(out_dir / "report.html", render_html(report))
+
+
+def _replace(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text, errors="backslashreplace")   # a file name may not be valid UTF-8
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _plain(value):

@@ -19,21 +19,18 @@ from toolchain import tflm
 from toolchain.errors import UserError
 from toolchain.importers import load_model
 from toolchain.ir import Graph
+from toolchain.read_policy import DEFAULT_POLICY, ReadPolicy
 from toolchain.reference import ops_beyond_tflm, run_reference
+from toolchain.safe_files import load_array, read_file
 
 from . import report as report_mod
-from .manifest import MODEL_FILE, Manifest
+from .manifest import MODEL_FILE, SETTINGS_FILE, TEST_INPUTS_NPY, Manifest, read_report
 from .pipeline import optimize, prepare_graph, split_feeds
 from .progress import SILENT, Progress
 
 
-def load_inputs(path: Path, graph: Graph, io_ctype: str) -> list[np.ndarray]:
-    try:
-        data = np.load(path, allow_pickle=False)
-    except Exception as exc:
-        raise UserError(f"{path}: cannot read as .npy ({type(exc).__name__})") from None
-    if isinstance(data, np.lib.npyio.NpzFile):
-        raise UserError(f"{path}: expected a .npy array, got an .npz archive")
+def load_inputs(path: Path, graph: Graph, io_ctype: str, policy: ReadPolicy = DEFAULT_POLICY) -> list[np.ndarray]:
+    data = load_array(path, policy, "inputs")
     want_dtype = {"int8_t": np.int8, "float": np.float32, "uint8_t": np.uint8}[io_ctype]
     if data.dtype != want_dtype:
         raise UserError(f"{path}: inputs have dtype {data.dtype}, the model takes {np.dtype(want_dtype)}")
@@ -45,29 +42,41 @@ def load_inputs(path: Path, graph: Graph, io_ctype: str) -> list[np.ndarray]:
     return list(data.reshape(-1, per_input))
 
 
+def quantmcu_low_path(graph: Graph, plan_json: dict, out_dir: Path) -> LowPath:
+    """QuantMCU's low path as convert.json records it; a plan that does not fit the model is a
+    tampered or foreign convert.json."""
+    try:
+        plan = QuantMCUPlan.from_json(plan_json)
+        optimized = optimize(graph)
+        return LowPath.build(optimized, parse_patch_option(optimized, plan.stage), plan)
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise UserError(f"{out_dir / SETTINGS_FILE}: tampered or not from tinydeploy (its QuantMCU plan does not "
+                        f"fit the model: {type(exc).__name__})") from None
+
+
 def verify(out_dir: str | Path, target: str | None = None, inputs_path: str | Path | None = None,
            extra_cflags: str = "", progress: Progress = SILENT) -> dict:
     out_dir = Path(out_dir)
     manifest = Manifest.read(out_dir)
+    policy = manifest.policy
     target = target or manifest.target
     board = get_target(target)
-    graph = apply_bits(prepare_graph(out_dir / MODEL_FILE, manifest.io), manifest.bits)
+    graph = apply_bits(prepare_graph(out_dir / MODEL_FILE, manifest.io, policy=policy), manifest.bits)
     # TFLite holds sub-8-bit weights exactly but cannot clamp an activation to 4 bits
     four_bit_activations = any(not t.is_const and t.quant is not None and t.quant.bits < 8
                                for t in graph.tensors.values())
     low = None
     if manifest.quantmcu:   # the reference runs QuantMCU's two paths patch by patch
-        plan = QuantMCUPlan.from_json(manifest.quantmcu)
-        optimized = optimize(graph)
-        low = LowPath.build(optimized, parse_patch_option(optimized, plan.stage), plan)
+        low = quantmcu_low_path(graph, manifest.quantmcu, out_dir)
     io_in = boundary(graph, graph.inputs)
     c_dir = out_dir / "c"
+    report = read_report(out_dir)
     if inputs_path is not None:
-        inputs = load_inputs(Path(inputs_path), graph, io_in["ctype"])
-        write_test_inputs(c_dir, inputs, io_in["ctype"], manifest.prefix)
+        inputs = load_inputs(Path(inputs_path), graph, io_in["ctype"], policy)
         np.save(c_dir / "harness" / "test_inputs.npy", np.stack(inputs))
     else:
-        inputs = list(np.load(c_dir / "harness" / "test_inputs.npy"))
+        inputs = load_inputs(out_dir / TEST_INPUTS_NPY, graph, io_in["ctype"], policy)
+    write_test_inputs(c_dir, inputs, io_in["ctype"], manifest.prefix)   # the harness builds what is checked
     elf, result = target_build.build_and_run(c_dir, target, out_dir / "build" / target, inputs, io_in["ctype"],
                                              manifest.prefix, extra_cflags, progress.step)
     progress.step("comparing with the reference executor")
@@ -83,12 +92,12 @@ def verify(out_dir: str | Path, target: str | None = None, inputs_path: str | Pa
                     "instructions_total": result.counts and result.counts.total}
     tflm_failure = None
     if tflm.available() and not four_bit_activations and low is None:
-        tflm_failure = compare_with_tflm(out_dir / MODEL_FILE, graph, inputs, result.outputs, verification, progress)
+        tflm_failure = compare_with_tflm(out_dir / MODEL_FILE, graph, inputs, result.outputs, verification, progress,
+                                         policy)
     else:
         verification["tflm_bit_exact"] = None
         verification["tflm_note"] = ("not available" if not tflm.available() else
                                      "not comparable (TFLite cannot hold 4-bit activations or QuantMCU's per-patch grids)")
-    report = report_mod.read(out_dir)
     mem = report["memory"]
     mem.update(fit.measured_memory(board, elf, result.stack_bytes, mem))
     report["target"] = target
@@ -107,7 +116,7 @@ def verify(out_dir: str | Path, target: str | None = None, inputs_path: str | Pa
 
 
 def compare_with_tflm(model_file: Path, graph: Graph, inputs, outputs: dict[int, bytes], verification: dict,
-                      progress: Progress) -> str | None:
+                      progress: Progress, policy: ReadPolicy = DEFAULT_POLICY) -> str | None:
     """TensorFlow Lite Micro's outputs against the program's (verification gets tflm_* keys), on the
     inputs its kernels do not assert on; a failed TFLM run is a line to raise once the figures are
     written (returned)."""
@@ -116,7 +125,7 @@ def compare_with_tflm(model_file: Path, graph: Graph, inputs, outputs: dict[int,
     runnable = [i for i in range(len(inputs)) if i not in beyond]
     failure_line = None
     try:
-        tflm_bytes = _tflm_outputs(model_file, graph, [inputs[i] for i in runnable])
+        tflm_bytes = _tflm_outputs(model_file, graph, [inputs[i] for i in runnable], policy)
     except tflm.TflmFailure as failure:
         failure_line = _tflm_failure_line(failure, runnable, verification)
         verification.update(tflm_bit_exact=None, tflm_note=failure_line)
@@ -155,11 +164,11 @@ def _prediction(raw: bytes | None, graph: Graph):
     return int(np.argmax(values)) if values.size > 1 else float(values[0])
 
 
-def _tflm_outputs(model_file: Path, graph: Graph, inputs) -> list[bytes]:
+def _tflm_outputs(model_file: Path, graph: Graph, inputs, policy: ReadPolicy = DEFAULT_POLICY) -> list[bytes]:
     """Run the original model in TFLM; with --io int8 map our int8 boundary onto its float one
     (dequantize in, quantize out: exact for int8 values)."""
-    original = load_model(model_file)
-    model_bytes = model_file.read_bytes()
+    original = load_model(model_file, policy=policy)
+    model_bytes = read_file(model_file, policy, "model file")
     feeds = []
     for x in inputs:
         parts = split_feeds(graph, x)

@@ -18,10 +18,12 @@ from collections import Counter
 import numpy as np
 import onnx
 
-from ..errors import UserError
+from ..errors import UserError, quoted
 from ..ir import Graph, Op, Tensor
 from ..lowering import conv_padding
+from ..read_policy import DEFAULT_POLICY, ReadPolicy
 from .fusion import simplify
+from .onnx_check import check_onnx
 
 MIN_OPSET = 13
 NHWC = (0, 2, 3, 1)
@@ -44,8 +46,8 @@ def _moves_only_ones(shape: tuple, perm: tuple) -> bool:
 class Builder:
     """The IR being built, and where each ONNX value lives in it."""
 
-    def __init__(self, source: str, uses: Counter):
-        self.source, self.uses = source, uses
+    def __init__(self, source: str, uses: Counter, policy: ReadPolicy = DEFAULT_POLICY):
+        self.source, self.uses, self.policy = source, uses, policy
         self.tensors: dict[str, Tensor] = {}
         self.ops: list[Op] = []
         self.values: dict[str, tuple[str, tuple]] = {}   # ONNX name -> (IR name, perm)
@@ -53,9 +55,17 @@ class Builder:
         self.layouts: dict[tuple[str, tuple], str] = {}  # (IR name, perm) -> IR name
 
     def fail(self, node, message: str):
-        raise UserError(f"{self.source}: {node.op_type} node '{node.name or node.output[0]}': {message}")
+        raise UserError(f"{self.source}: {node.op_type} node {quoted(node.name or node.output[0])}: {message}")
+
+    def check_size(self, shape, what: str, itemsize: int = 4) -> None:
+        """Before anything of this shape is allocated: positive dimensions, within the policy."""
+        if any(int(d) <= 0 for d in shape):
+            raise UserError(f"{self.source}: {what} would have shape {list(shape)} (dimensions must be positive)")
+        self.policy.check_tensor_bytes(math.prod(int(d) for d in shape) * itemsize,
+                                       f"{self.source}: {what} of shape {list(shape)}")
 
     def new_tensor(self, name: str, shape, data: np.ndarray | None = None) -> str:
+        self.check_size(shape, f"tensor {quoted(name)}")
         base, n = name, 1
         while name in self.tensors:
             name, n = f"{base}#{n}", n + 1
@@ -353,7 +363,8 @@ def _reshape(b: Builder, node):
 
 
 def _squeeze_like(b: Builder, node):
-    _reshape_to(b, node, FOLD[node.op_type](b, node, np.zeros(b.onnx_shape(node.input[0])), *_rest(b, node)).shape)
+    shape = b.onnx_shape(node.input[0])   # a zero-stride view: the shape arithmetic allocates nothing
+    _reshape_to(b, node, FOLD[node.op_type](b, node, np.broadcast_to(np.float32(0), shape), *_rest(b, node)).shape)
 
 
 def _gemm(b: Builder, node):
@@ -409,7 +420,7 @@ def _concat(b: Builder, node):
 def _pad(b: Builder, node):
     a = _attrs(node)
     if _text(a.get("mode", "constant")) != "constant":
-        b.fail(node, f"pad mode '{_text(a['mode'])}' is not supported (constant only)")
+        b.fail(node, f"pad mode {quoted(_text(a['mode']))} is not supported (constant only)")
     value = b.optional(node, 2)
     if value is not None and float(np.asarray(value).reshape(-1)[0]) != 0.0:
         b.fail(node, "padding with a value other than 0 is not supported")
@@ -518,9 +529,23 @@ FOLD = {
     "Mul": lambda b, n, x, y: x * y,
     "Div": lambda b, n, x, y: x // y if np.issubdtype(x.dtype, np.integer) else x / y,
     "Sqrt": lambda b, n, x: np.sqrt(x), "Neg": lambda b, n, x: -x,
-    "ConstantOfShape": lambda b, n, s: np.full(s.astype(np.int64), _const_value(_attrs(n).get("value"))),
-    "Range": lambda b, n, s, e, d: np.arange(s, e, d),
+    "ConstantOfShape": lambda b, n, s: _constant_of_shape(b, n, s),
+    "Range": lambda b, n, s, e, d: _range(b, n, s, e, d),
 }
+
+
+def _constant_of_shape(b: Builder, node, shape) -> np.ndarray:
+    shape = [int(d) for d in np.asarray(shape).reshape(-1)]
+    b.check_size(shape, f"ConstantOfShape node {quoted(node.name or node.output[0])}")
+    return np.full(shape, _const_value(_attrs(node).get("value")))
+
+
+def _range(b: Builder, node, start, limit, delta) -> np.ndarray:
+    start, limit, delta = (np.asarray(v).reshape(-1)[0] for v in (start, limit, delta))
+    if delta == 0:
+        b.fail(node, "Range with a step of 0")
+    b.check_size((max(int(math.ceil((limit - start) / delta)), 1),), f"Range node {quoted(node.name or node.output[0])}")
+    return np.arange(start, limit, delta)
 
 
 def _const_value(tensor) -> np.ndarray:
@@ -535,7 +560,7 @@ def _constant(node) -> np.ndarray:
                        ("value_int", np.int64), ("value_ints", np.int64)):
         if key in a:
             return np.asarray(a[key], dtype)
-    raise UserError(f"Constant node '{node.name}': unsupported value attribute {sorted(a)}")
+    raise UserError(f"Constant node {quoted(node.name)}: unsupported value attribute {sorted(a)}")
 
 
 def _shape(b: Builder, node) -> np.ndarray:
@@ -548,18 +573,23 @@ def _shape(b: Builder, node) -> np.ndarray:
 
 def _static_input_shape(vi, source: str) -> tuple[int, ...]:
     if not vi.type.HasField("tensor_type") or not vi.type.tensor_type.HasField("shape"):
-        raise UserError(f"{source}: input '{vi.name}' has no static shape")
+        raise UserError(f"{source}: input {quoted(vi.name)} has no static shape")
     shape = []
     for axis, d in enumerate(vi.type.tensor_type.shape.dim):
         if not d.HasField("dim_value") or d.dim_value <= 0:
-            what = f"'{d.dim_param}'" if d.dim_param else "unknown"
-            raise UserError(f"{source}: input '{vi.name}' has a dynamic dimension {what} at axis {axis} "
+            what = quoted(d.dim_param) if d.dim_param else "unknown"
+            raise UserError(f"{source}: input {quoted(vi.name)} has a dynamic dimension {what} at axis {axis} "
                             f"(tinydeploy needs fixed shapes: export without dynamic axes)")
         shape.append(int(d.dim_value))
     return tuple(shape)
 
 
-def import_onnx(data: bytes, source: str = "model") -> Graph:
+# What numpy raises when an op's constants or attributes do not fit together (a Gather index out
+# of range, a Reshape to a size that does not divide): the node is named and the file refused.
+INCONSISTENT = (ValueError, IndexError, KeyError, TypeError, ZeroDivisionError, OverflowError)
+
+
+def import_onnx(data: bytes, source: str = "model", policy: ReadPolicy = DEFAULT_POLICY) -> Graph:
     try:
         model = onnx.load_model_from_string(data)
     except Exception as exc:
@@ -570,19 +600,24 @@ def import_onnx(data: bytes, source: str = "model") -> Graph:
     if opset < MIN_OPSET:
         raise UserError(f"{source}: ONNX opset {opset}; tinydeploy reads opset {MIN_OPSET} and later "
                         f"(re-export with opset_version={MIN_OPSET} or newer)")
+    check_onnx(model, source, policy)
     graph = model.graph
     uses = Counter(name for node in graph.node for name in node.input)
     uses.update(o.name for o in graph.output)
-    b = Builder(source, uses)
+    b = Builder(source, uses, policy)
     for init in graph.initializer:
-        b.consts[init.name] = onnx.numpy_helper.to_array(init)
+        try:
+            b.consts[init.name] = onnx.numpy_helper.to_array(init)
+        except INCONSISTENT as exc:
+            raise UserError(f"{source}: initializer {quoted(init.name)} does not hold its shape "
+                            f"{list(init.dims)} ({type(exc).__name__})") from None
     inputs = []
     for vi in graph.input:
         if vi.name in b.consts:
             continue
         dtype = vi.type.tensor_type.elem_type
         if dtype != onnx.TensorProto.FLOAT:
-            raise UserError(f"{source}: input '{vi.name}' is {onnx.TensorProto.DataType.Name(dtype)}; "
+            raise UserError(f"{source}: input {quoted(vi.name)} is {onnx.TensorProto.DataType.Name(dtype)}; "
                             f"tinydeploy imports float32 inputs")
         shape = _static_input_shape(vi, source)
         b.set(vi.name, b.new_tensor(vi.name, shape), _identity(len(shape)))
@@ -593,28 +628,41 @@ def import_onnx(data: bytes, source: str = "model") -> Graph:
         names = [n for n in node.input if n]
         if any(n not in b.consts and n not in b.values for n in names):
             continue  # downstream of an unsupported op: already reported there
-        if node.domain not in ("", "ai.onnx"):
-            unsupported.setdefault(f"{node.domain}.{node.op_type}", []).append(node.name or node.output[0])
-        elif node.op_type == "Constant":
-            b.consts[node.output[0]] = _constant(node)
-        elif node.op_type == "Shape":
-            b.consts[node.output[0]] = _shape(b, node)
-        elif node.op_type in FOLD and all(n in b.consts for n in names):
-            b.consts[node.output[0]] = np.asarray(FOLD[node.op_type](b, node, *[b.consts.get(n) if n else None
-                                                                              for n in node.input]))
-        elif node.op_type in HANDLERS:
-            HANDLERS[node.op_type](b, node)
-        else:
-            unsupported.setdefault(node.op_type, []).append(node.name or node.output[0])
+        try:
+            if not _import_node(b, node):
+                where = f"{node.domain}.{node.op_type}" if node.domain not in ("", "ai.onnx") else node.op_type
+                unsupported.setdefault(where, []).append(node.name or node.output[0])
+        except INCONSISTENT as exc:
+            b.fail(node, f"its inputs and attributes do not fit together ({type(exc).__name__}: "
+                         f"{str(exc).strip().splitlines()[0][:160] if str(exc).strip() else 'no details'})")
     if unsupported:
-        listed = ", ".join(f"{op} ({len(where)} node{'s' if len(where) > 1 else ''}, first '{where[0]}')"
+        listed = ", ".join(f"{op} ({len(where)} node{'s' if len(where) > 1 else ''}, first {quoted(where[0])})"
                            for op, where in unsupported.items())
         raise UserError(f"{source}: unsupported ONNX op{'s' if len(unsupported) > 1 else ''}: {listed}")
     outputs = []
     for vi in graph.output:
         if vi.name not in b.values:
-            raise UserError(f"{source}: output '{vi.name}' is a constant; nothing to compute")
+            raise UserError(f"{source}: output {quoted(vi.name)} is a constant; nothing to compute")
         outputs.append(b.get(vi.name, _identity(len(b.perm(vi.name)))))
     used = set(inputs) | set(outputs) | {n for op in b.ops for n in op.inputs + op.outputs}
     return simplify(Graph(tensors={n: t for n, t in b.tensors.items() if n in used}, ops=b.ops,
                           inputs=inputs, outputs=outputs))
+
+
+def _import_node(b: Builder, node) -> bool:
+    """Fold the node into constants or build its IR ops; False if tinydeploy has no such op."""
+    names = [n for n in node.input if n]
+    if node.domain not in ("", "ai.onnx"):
+        return False
+    if node.op_type == "Constant":
+        b.consts[node.output[0]] = _constant(node)
+    elif node.op_type == "Shape":
+        b.consts[node.output[0]] = _shape(b, node)
+    elif node.op_type in FOLD and all(n in b.consts for n in names):
+        b.consts[node.output[0]] = np.asarray(FOLD[node.op_type](b, node, *[b.consts.get(n) if n else None
+                                                                          for n in node.input]))
+    elif node.op_type in HANDLERS:
+        HANDLERS[node.op_type](b, node)
+    else:
+        return False
+    return True

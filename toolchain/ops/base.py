@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from .checks import same_shape
+
 REQUIRED = object()   # a TFLite option field without a default: read from the options table
 
 
@@ -40,8 +42,8 @@ class TFLite:
     (the first is written); `versions`: the op versions TensorFlow's converter writes for float
     and for int8; `fields`: attribute -> option fields; `order`: the options' fields in the order
     they are written (the bytes of the file depend on it); `data_inputs`: leading inputs kept as
-    op inputs (None: all); `read_params(builtin, inputs, constant)`: attributes from constant
-    parameter inputs (axes, paddings, perm); `write_params(op, out)`: [(what, int values)] appended
+    op inputs (None: all); `read_params(builtin, inputs, constant, where)`: attributes from
+    constant parameter inputs (axes, paddings, perm; constant(position, what) reads one); `write_params(op, out)`: [(what, int values)] appended
     as parameter inputs; `write_extra(op, shape_of)`: option fields computed from shapes."""
     builtins: tuple[str, ...]
     options: str | None = None
@@ -105,7 +107,9 @@ class OpDef:
     *inputs)` -> the int8 output; `float_reference(graph, op, *inputs)`; `macs(graph, op)`;
     `torch(torch, call, *inputs)` -> the float output in torch (prune's fine-tuning; call: a
     TorchCall); then the TFLite and C bindings; `beyond_tflm(params, input)`: whether TensorFlow
-    Lite Micro's kernel asserts on this input (where the reference and the C still compute)."""
+    Lite Micro's kernel asserts on this input (where the reference and the C still compute);
+    `arity` (fewest, most inputs; one output) and `check(graph, op, where)`: what an imported op
+    must satisfy, shapes and attributes (toolchain/validate.py runs it before any stage)."""
     kind: str
     lower: Callable
     reference: Callable
@@ -124,6 +128,8 @@ class OpDef:
     channels: str = "freeze"
     inplace: Callable | None = None
     beyond_tflm: Callable | None = None
+    arity: tuple[int, int] = (1, 1)
+    check: Callable = same_shape
 
 
 @dataclass(frozen=True)

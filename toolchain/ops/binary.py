@@ -5,10 +5,12 @@ import numpy as np
 
 from .. import fixedpoint as fp
 from . import kernel_spec
+from ..errors import UserError
 from ..fixedpoint import quantize_multiplier
 from ..lowering import activation_range, broadcast_strides, f32, out_shape4, require_int8
 from .base import CBinding, Kernel, OpDef, TFLite
 from .c import OpCall
+from .checks import expect, shapes
 from .common import ACTIVATION, activate, clamp, torch_activate
 
 BINARY_ARGS = "const tdk_binary_params_t *p, const int8_t *a, const int8_t *b, int8_t *out"
@@ -92,13 +94,23 @@ def alias_inplace(graph, op, dies):
     return None
 
 
+def check(graph, op, where: str) -> None:
+    (a, b), out = shapes(graph, op)
+    try:
+        want = np.broadcast_shapes(tuple(a), tuple(b))
+    except ValueError:
+        raise UserError(f"{where}: input shapes {list(a)} and {list(b)} do not broadcast") from None
+    expect(where, out, want)
+
+
 ADD = OpDef(
     "add", lower_add, reference_add,
     lambda graph, op, a, b: activate(op, a.astype(np.float64) + b.astype(np.float64)),
     lambda torch, call, a, b: torch_activate(torch, call.op, a + b),
     TFLite(("ADD",), "AddOptions", (1, 2), ACTIVATION, ("FusedActivationFunction",), data_inputs=2),
     CBinding((Kernel("add", "add", BINARY_ARGS),), call, spec=kernel_spec.add_spec),
-    macs=macs, narrow_input=True, fuses_activation=True, channels="couple", inplace=alias_inplace)
+    macs=macs, narrow_input=True, fuses_activation=True, channels="couple", inplace=alias_inplace, arity=(2, 2),
+    check=check)
 
 MUL = OpDef(
     "mul", lower_mul, reference_mul,
@@ -106,6 +118,6 @@ MUL = OpDef(
     lambda torch, call, a, b: torch_activate(torch, call.op, a * b),
     TFLite(("MUL",), "MulOptions", (1, 2), ACTIVATION, ("FusedActivationFunction",), data_inputs=2),
     CBinding((Kernel("mul", "mul", BINARY_ARGS),), call),
-    macs=macs, narrow_input=True, fuses_activation=True, channels="couple")
+    macs=macs, narrow_input=True, fuses_activation=True, channels="couple", arity=(2, 2), check=check)
 
 DEFINITIONS = (ADD, MUL)

@@ -5,6 +5,8 @@ import numpy as np
 
 from .base import CBinding, Field, Kernel, OpDef, TFLite
 from .c import OpCall
+from .checks import expect, shapes
+from ..errors import UserError
 from .common import ACTIVATION, activate
 
 
@@ -29,6 +31,20 @@ def call(c, op, p, variant):
     return OpCall(variant, "tdk_concat_params_t", params, [ins, c.tensor_ref(op.outputs[0])])
 
 
+def check(graph, op, where: str) -> None:
+    ins, out = shapes(graph, op)
+    rank = len(out)
+    axis = op.attrs.get("axis")
+    if not isinstance(axis, (int, np.integer)) or not -rank <= axis < rank:
+        raise UserError(f"{where}: axis {axis!r} out of range for rank {rank}")
+    axis = int(axis) % rank
+    for shape in ins:
+        if len(shape) != rank or any(d != o for i, (d, o) in enumerate(zip(shape, out)) if i != axis):
+            raise UserError(f"{where}: input shape {list(shape)} does not line up with output {list(out)} "
+                            f"outside axis {axis}")
+    expect(where, out, tuple(sum(s[axis] for s in ins) if i == axis else d for i, d in enumerate(out)))
+
+
 DEFINITION = OpDef(
     "concat", lower, reference,
     lambda graph, op, *xs: activate(op, np.concatenate(xs, axis=op.attrs["axis"])),
@@ -36,4 +52,4 @@ DEFINITION = OpDef(
     TFLite(("CONCATENATION",), "ConcatenationOptions", (1, 2), {"axis": Field("Axis"), **ACTIVATION},
            ("Axis", "FusedActivationFunction"), data_inputs=None),
     CBinding((Kernel("concat", "concat", "const tdk_concat_params_t *p, const void *const *ins, void *out"),), call),
-    grid="shared", channels="stack")
+    grid="shared", channels="stack", arity=(1, 1 << 16), check=check)

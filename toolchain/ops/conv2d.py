@@ -7,6 +7,7 @@ from . import kernel_spec
 from ..lowering import conv_params
 from .base import CBinding, Field, Kernel, OpDef, TFLite, Weights
 from .c import INPLACE_ARGS, SPATIAL_ARGS, conv_call
+from .checks import check_conv
 from .common import ACTIVATION, activate, float_bias, requantize, torch_activate
 from .window import geometry, input_region, pads, sliding_windows
 
@@ -76,4 +77,4 @@ DEFINITION = OpDef(
              lambda c, op, p, v: conv_call(c, op, p, v, 1), variant, kernel_spec.weighted_spec,
              kernel_spec.weighted_work_bytes, temp_bytes),
     macs=macs, weights=Weights(0, 0, 3), window=True, input_region=input_region, narrow_input=True,
-    fuses_activation=True, channels="create", inplace=inplace)
+    fuses_activation=True, channels="create", inplace=inplace, arity=(2, 3), check=check_conv)

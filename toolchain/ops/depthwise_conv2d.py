@@ -8,6 +8,7 @@ from . import kernel_spec
 from ..lowering import conv_params
 from .base import CBinding, Kernel, OpDef, TFLite, Weights
 from .c import INPLACE_ARGS, SPATIAL_ARGS, conv_call
+from .checks import check_conv
 from .common import activate, float_bias, requantize, torch_activate
 from .conv2d import WINDOW_FIELDS
 from .window import geometry, input_region, pads, sliding_windows
@@ -83,4 +84,5 @@ DEFINITION = OpDef(
              lambda c, op, p, v: conv_call(c, op, p, v, p["depth_multiplier"]), variant, kernel_spec.weighted_spec,
              kernel_spec.weighted_work_bytes, temp_bytes),
     macs=macs, weights=Weights(3, 3, None), window=True, input_region=input_region, narrow_input=True,
-    fuses_activation=True, channels="follow", inplace=inplace)
+    fuses_activation=True, channels="follow", inplace=inplace, arity=(2, 3),
+    check=lambda graph, op, where: check_conv(graph, op, where, depthwise=True))

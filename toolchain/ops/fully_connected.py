@@ -1,13 +1,17 @@
 """FULLY_CONNECTED: weights OI, per-tensor or per-channel int8 (TFLM's fully_connected.cc)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import kernel_spec
 from ..fixedpoint import quantize_multiplier
+from ..errors import UserError
 from ..lowering import activation_range, f32, per_channel_multipliers, require_int8
 from .base import CBinding, Kernel, OpDef, TFLite, Weights
 from .c import OpCall, io_refs
+from .checks import bias, const, expect_rank, shapes
 from .common import ACTIVATION, activate, float_bias, requantize, torch_activate
 
 
@@ -61,6 +65,19 @@ def call(c, op, p, variant):
     return OpCall(variant, "tdk_fc_params_t", params, args)
 
 
+def check(graph, op, where: str) -> None:
+    (x, w, *_), out = shapes(graph, op)
+    const(graph, op, 1, where, "the weights")
+    expect_rank(where, w, 2, "the weights")
+    units, depth = w
+    size = math.prod(x)
+    if size % depth:
+        raise UserError(f"{where}: input {list(x)} ({size} values) is not a whole number of rows of {depth}")
+    if math.prod(out) != size // depth * units or not out or out[-1] != units:
+        raise UserError(f"{where}: output shape {list(out)}, the op computes {size // depth} rows of {units}")
+    bias(graph, op, units, where)
+
+
 DEFINITION = OpDef(
     "fully_connected", lower, reference, float_reference, torch,
     TFLite(("FULLY_CONNECTED",), "FullyConnectedOptions", (1, 4), ACTIVATION, ("FusedActivationFunction",),
@@ -69,4 +86,5 @@ DEFINITION = OpDef(
                      "const tdk_fc_params_t *p, const int8_t *in, const int8_t *w, const int32_t *bias, "
                      "const int32_t *mult, const int32_t *shift, int8_t *out"),),
              call, spec=kernel_spec.weighted_spec, work_bytes=kernel_spec.weighted_work_bytes),
-    macs=macs, weights=Weights(None, 0, 1), narrow_input=True, fuses_activation=True, channels="create")
+    macs=macs, weights=Weights(None, 0, 1), narrow_input=True, fuses_activation=True, channels="create",
+    arity=(2, 3), check=check)

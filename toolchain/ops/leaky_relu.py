@@ -2,13 +2,17 @@
 multiplier (TFLM's leaky_relu.cc and reference_ops::QuantizeLeakyRelu)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import fixedpoint as fp
+from ..errors import UserError
 from ..fixedpoint import quantize_multiplier
 from ..lowering import f32, require_int8
 from .base import CBinding, Field, Kernel, OpDef, TFLite
 from .c import struct_call
+from .checks import same_shape
 from .common import clamp
 
 PARAMS = ("typedef struct {\n  int32_t count, in_zero_point, out_zero_point;\n"
@@ -43,10 +47,17 @@ def torch(torch, call, x):
     return torch.where(x > 0, x, x * call.op.attrs["alpha"])
 
 
+def check(graph, op, where: str) -> None:
+    same_shape(graph, op, where)
+    alpha = op.attrs.get("alpha")
+    if not (isinstance(alpha, (int, float)) and math.isfinite(alpha)):
+        raise UserError(f"{where}: alpha {alpha!r} must be a finite number")
+
+
 DEFINITION = OpDef(
     "leaky_relu", lower, reference, float_reference, torch,
     TFLite(("LEAKY_RELU",), "LeakyReluOptions", (1, 1), {"alpha": Field("Alpha", "float")}, ("Alpha",)),
     CBinding((Kernel("leaky_relu", "leaky_relu", "const tdk_leaky_relu_params_t *p, const int8_t *in, int8_t *out",
                      declares=PARAMS),),
              struct_call("tdk_leaky_relu_params_t")),
-    narrow_input=True, channels="carry")
+    narrow_input=True, channels="carry", check=check)

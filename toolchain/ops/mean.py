@@ -1,14 +1,18 @@
 """MEAN over some axes, int8 (TFLM's reduce.cc, QuantizedMeanOrSum)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import fixedpoint as fp
 from . import kernel_spec
+from ..errors import UserError
 from ..fixedpoint import quantize_multiplier
 from ..lowering import f32, out_shape4, require_int8
 from .base import CBinding, Field, Kernel, OpDef, TFLite
 from .c import OpCall, io_refs
+from .checks import axis_list, expect, shapes
 from .common import clamp
 
 
@@ -53,12 +57,22 @@ def call(c, op, p, variant):
     return OpCall(variant, "tdk_mean_params_t", params, [x, y])
 
 
+def check(graph, op, where: str) -> None:
+    (x,), out = shapes(graph, op)
+    axes = set(axis_list(op, "axes", len(x), where))
+    if op.attrs.get("keep_dims"):
+        want = tuple(1 if i in axes else d for i, d in enumerate(x))
+        expect(where, out, want)
+    elif math.prod(out) != math.prod(d for i, d in enumerate(x) if i not in axes):
+        raise UserError(f"{where}: output shape {list(out)} does not hold the mean of {list(x)} over {sorted(axes)}")
+
+
 DEFINITION = OpDef(
     "mean", lower, reference, float_reference, torch,
     TFLite(("MEAN",), "ReducerOptions", (1, 2), {"keep_dims": Field("KeepDims", "bool", False)}, ("KeepDims",),
-           read_params=lambda builtin, inputs, constant: {
+           read_params=lambda builtin, inputs, constant, where: {
                "axes": tuple(int(a) for a in constant(1, "axes").reshape(-1))},
            write_params=lambda op, out: [("axes", op.attrs["axes"])]),
     CBinding((Kernel("mean", "mean", "const tdk_mean_params_t *p, const int8_t *in, int8_t *out"),), call,
              spec=kernel_spec.mean_spec),
-    macs=lambda graph, op: graph.tensors[op.inputs[0]].size, narrow_input=True, channels="reduce")
+    macs=lambda graph, op: graph.tensors[op.inputs[0]].size, narrow_input=True, channels="reduce", check=check)

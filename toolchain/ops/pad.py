@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import UserError
 from ..lowering import out_shape4
 from .base import CBinding, Kernel, OpDef, TFLite
 from .c import struct_call
+from .checks import INTEGER_RANGE, expect, shapes
 
 
 def lower(graph, op) -> dict:
@@ -33,12 +35,32 @@ def torch(torch, call, x):
     return torch.nn.functional.pad(x, widths)
 
 
-def read_params(builtin, inputs, constant) -> dict:
-    paddings = constant(1, "paddings").reshape(-1, 2)
-    attrs = {"paddings": tuple((int(a), int(b)) for a, b in paddings)}
+def read_params(builtin, inputs, constant, where) -> dict:
+    paddings = constant(1, "paddings")
+    if paddings.size % 2:
+        raise UserError(f"{where}: paddings must be (before, after) pairs, got {paddings.size} values")
+    attrs = {"paddings": tuple((int(a), int(b)) for a, b in paddings.reshape(-1, 2))}
     if builtin == "PADV2" and len(inputs) > 2 and inputs[2] is not None:
-        attrs["pad_value"] = int(constant(2, "pad value").reshape(-1)[0])
+        value = constant(2, "pad value")
+        if value.size != 1:
+            raise UserError(f"{where}: the pad value must be one number, got {value.size}")
+        attrs["pad_value"] = int(value.reshape(-1)[0])
     return attrs
+
+
+def check(graph, op, where: str) -> None:
+    (x,), out = shapes(graph, op)
+    paddings = op.attrs.get("paddings")
+    if (not isinstance(paddings, (tuple, list)) or len(paddings) != len(x)
+            or not all(len(p) == 2 and all(isinstance(v, (int, np.integer)) and 0 <= v <= 1 << 16 for v in p)
+                       for p in paddings)):
+        raise UserError(f"{where}: paddings {paddings!r} must be {len(x)} pairs of non-negative integers")
+    expect(where, out, tuple(d + a + b for d, (a, b) in zip(x, paddings)))
+    dtype = graph.tensors[op.inputs[0]].dtype
+    if "pad_value" in op.attrs and dtype in INTEGER_RANGE:
+        lo, hi = INTEGER_RANGE[dtype]
+        if not lo <= op.attrs["pad_value"] <= hi:
+            raise UserError(f"{where}: pad value {op.attrs['pad_value']} outside the {dtype} range")
 
 
 DEFINITION = OpDef(
@@ -47,4 +69,4 @@ DEFINITION = OpDef(
            write_params=lambda op, out: [("paddings", op.attrs["paddings"])]),
     CBinding((Kernel("pad", "pad", "const tdk_pad_params_t *p, const int8_t *in, int8_t *out"),),
              struct_call("tdk_pad_params_t")),
-    grid="input", narrow_input=True, channels="carry")
+    grid="input", narrow_input=True, channels="carry", check=check)

@@ -7,6 +7,7 @@ from . import kernel_spec
 from ..lowering import activation_range, require_int8, spatial_geometry
 from .base import CBinding, Field, Kernel, OpDef, TFLite
 from .c import OpCall, io_refs, spatial_params
+from .checks import expect, expect_rank, pair, shapes, window_out
 from .common import ACTIVATION, activate, clamp, torch_activate
 from .window import input_region, pads, sliding_windows
 
@@ -73,6 +74,13 @@ def macs(graph, op) -> int:
     return graph.tensors[op.outputs[0]].size * op.attrs["filter"][0] * op.attrs["filter"][1]
 
 
+def check(graph, op, where: str) -> None:
+    (x,), out = shapes(graph, op)
+    expect_rank(where, x, 4, "the input")
+    kernel, stride = pair(op, "filter", where), pair(op, "stride", where)
+    expect(where, out, (x[0],) + window_out(where, op, x[1:3], kernel, stride, (1, 1)) + (x[3],))
+
+
 def call(is_max: str):
     def make(c, op, p, variant):
         (x,), y = io_refs(c, op)
@@ -85,7 +93,7 @@ def pool(kind: str, builtin: str, reference, float_reference, torch, is_max: str
         kind, lower, reference, float_reference, torch, TFLite((builtin,), "Pool2DOptions", (1, 2), FIELDS, ORDER),
         CBinding((POOL_KERNEL,), call(is_max), spec=kernel_spec.pool_spec),
         macs=macs, window=True, input_region=input_region, grid="input", narrow_input=True,
-        fuses_activation=True, channels="carry")
+        fuses_activation=True, channels="carry", check=check)
 
 
 DEFINITIONS = (pool("avg_pool2d", "AVERAGE_POOL_2D", reference_avg, float_avg, torch_avg, "0"),

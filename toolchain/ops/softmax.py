@@ -12,6 +12,7 @@ from ..fixedpoint import quantize_multiplier
 from ..lowering import f32, require_int8
 from .base import CBinding, Field, Kernel, OpDef, TFLite
 from .c import struct_call
+from .checks import same_shape
 
 
 def lower(graph, op) -> dict:
@@ -107,6 +108,13 @@ def float_reference(graph, op, x):
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def check(graph, op, where: str) -> None:
+    same_shape(graph, op, where)
+    beta = op.attrs.get("beta", 1.0)
+    if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta > 0):
+        raise UserError(f"{where}: beta {beta!r} must be finite and positive")
+
+
 DEFINITION = OpDef(
     "softmax", lower, reference, float_reference,
     lambda torch, call, x: torch.softmax(x * call.op.attrs.get("beta", 1.0), dim=-1),
@@ -114,4 +122,4 @@ DEFINITION = OpDef(
     CBinding((Kernel("softmax", "softmax", "const tdk_softmax_params_t *p, const int8_t *in, int8_t *out"),),
              struct_call("tdk_softmax_params_t")),
     macs=lambda graph, op: graph.tensors[op.outputs[0]].size, grid="fixed",
-    fixed_grid=(float(np.float32(1.0 / 256)), -128), beyond_tflm=beyond_tflm)
+    fixed_grid=(float(np.float32(1.0 / 256)), -128), beyond_tflm=beyond_tflm, check=check)

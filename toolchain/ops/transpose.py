@@ -7,6 +7,8 @@ from . import kernel_spec
 from ..lowering import out_shape4
 from .base import CBinding, Kernel, OpDef, TFLite
 from .c import struct_call
+from .checks import expect, shapes
+from ..errors import UserError
 
 
 def lower(graph, op) -> dict:
@@ -31,13 +33,21 @@ def reference(p, x):
     return flat[idx]
 
 
+def check(graph, op, where: str) -> None:
+    (x,), out = shapes(graph, op)
+    perm = op.attrs.get("perm")
+    if not isinstance(perm, (tuple, list)) or sorted(int(p) for p in perm) != list(range(len(x))):
+        raise UserError(f"{where}: perm {perm!r} is not a permutation of the input's {len(x)} axes")
+    expect(where, out, tuple(x[p] for p in perm))
+
+
 DEFINITION = OpDef(
     "transpose", lower, reference, lambda graph, op, x: np.transpose(x, op.attrs["perm"]),
     lambda torch, call, x: x.permute(*call.op.attrs["perm"]),
     TFLite(("TRANSPOSE",), "TransposeOptions", (1, 2),
-           read_params=lambda builtin, inputs, constant: {
+           read_params=lambda builtin, inputs, constant, where: {
                "perm": tuple(int(a) for a in constant(1, "perm").reshape(-1))},
            write_params=lambda op, out: [("perm", op.attrs["perm"])]),
     CBinding((Kernel("transpose", "transpose", "const tdk_transpose_params_t *p, const void *in, void *out"),),
              struct_call("tdk_transpose_params_t"), spec=kernel_spec.transpose_spec),
-    grid="input")
+    grid="input", check=check)
