@@ -74,13 +74,13 @@ def convert_in_child(task: str, path: Path, options: dict, policy: ReadPolicy, w
         raise RuntimeError(f"the {what} reader failed: {detail}")
 
 
-def _close_pickle() -> None:
+def _close_pickle(path: str) -> None:
     """Without --trust-pickle no unpickler but PyTorch's weights-only one may run in this process
     (torch.export.load, for one, falls back to pickle.loads for some payloads)."""
     import pickle
 
     def refuse(*args, **kwargs):
-        raise UserError(f"{quoted(REQUEST['path'])}: the file holds a pickled Python object, which only loads by "
+        raise UserError(f"{quoted(path)}: the file holds a pickled Python object, which only loads by "
                         f"running code from the file; convert it only if you trust its source, with --trust-pickle")
 
     class Refused:
@@ -90,12 +90,9 @@ def _close_pickle() -> None:
     pickle.Unpickler = pickle._Unpickler = Refused
 
 
-REQUEST: dict = {}
-
-
-def _report(text: str) -> None:
+def _report(error_file: str, text: str) -> None:
     """The child's error channel; a name from the file may hold any code point (surrogates too)."""
-    Path(REQUEST["error"]).write_text(text, errors="backslashreplace")
+    Path(error_file).write_text(text, errors="backslashreplace")
 
 
 def _tasks():
@@ -105,24 +102,24 @@ def _tasks():
 
 
 def main() -> None:
-    REQUEST.update(json.load(sys.stdin))
-    sys.path[:] = REQUEST["sys_path"]
-    _limit_memory(REQUEST["data_bytes"])
+    request = json.load(sys.stdin)
+    sys.path[:] = request["sys_path"]
+    _limit_memory(request["data_bytes"])
     code = 0
     try:
-        if not REQUEST["trust_pickle"]:
-            _close_pickle()
-        data = _tasks()[REQUEST["task"]](Path(REQUEST["path"]), REQUEST["options"], REQUEST["trust_pickle"])
-        Path(REQUEST["result"]).write_bytes(data)
+        if not request["trust_pickle"]:
+            _close_pickle(request["path"])
+        data = _tasks()[request["task"]](Path(request["path"]), request["options"], request["trust_pickle"])
+        Path(request["result"]).write_bytes(data)
     except UserError as exc:
-        _report(str(exc))
+        _report(request["error"], str(exc))
         code = 2
     except MemoryError:
-        _report("MemoryError")
+        _report(request["error"], "MemoryError")
         code = CRASHED
     except BaseException as exc:   # a bug of ours: the parent reports it as an internal error
         traceback.print_exc()
-        _report(f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}")
+        _report(request["error"], f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}")
         code = FAILED
     sys.stdout.flush()
     sys.stderr.flush()
