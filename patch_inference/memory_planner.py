@@ -35,16 +35,34 @@ class MemoryPlan:
     strategy: str
 
 
+def step_sums(spans, steps: int) -> list[int]:
+    """Per step 0..steps-1, the sum of `size` over the (size, first step, last step) spans
+    live at it (one pass over the spans and one over the steps: a difference array)."""
+    delta = [0] * (steps + 1)
+    for size, first, last in spans:
+        lo, hi = max(first, 0), min(last, steps - 1)
+        if lo <= hi:
+            delta[lo] += size
+            delta[hi + 1] -= size
+    sums, running = [], 0
+    for d in delta[:steps]:
+        running += d
+        sums.append(running)
+    return sums
+
+
 def live_bytes(buffers: list[Buffer], steps: int) -> list[int]:
     """Bytes of the buffers live at each of `steps` schedule steps (unaligned)."""
-    return [sum(b.size for b in buffers if b.first <= s <= b.last) for s in range(steps)]
+    return step_sums(((b.size, b.first, b.last) for b in buffers), steps)
 
 
 def lower_bound(buffers: list[Buffer]) -> int:
+    """The largest sum of aligned sizes live at one step."""
     if not buffers:
         return 0
-    steps = range(min(b.first for b in buffers), max(b.last for b in buffers) + 1)
-    return max(sum(align(b.size) for b in buffers if b.first <= s <= b.last) for s in steps)
+    first = min(b.first for b in buffers)
+    return max(step_sums(((align(b.size), b.first - first, b.last - first) for b in buffers),
+                         max(b.last for b in buffers) - first + 1))
 
 
 def _place(order: list[Buffer], best_fit: bool) -> dict[str, int]:

@@ -20,7 +20,7 @@ from toolchain.ops.choice import PORTABLE, KernelChoice, KernelProfile, choose_k
 from toolchain.ops.window import Region
 from toolchain.packing import unpacked_bytes
 
-from .memory_planner import Buffer, MemoryPlan, check_no_overlap, live_bytes, lower_bound, plan_memory
+from .memory_planner import Buffer, MemoryPlan, step_sums, align, check_no_overlap, live_bytes, lower_bound, plan_memory
 from .steps import Call, InputReader, PatchLoop, Step, stage_views
 
 INPUT_TILE = "input_tile"   # the streamed input's patch (stream_input)
@@ -91,19 +91,29 @@ class Schedule:
 
 # ---- patch stages ----------------------------------------------------------------------------
 
+def chain_links(graph: Graph) -> tuple[tuple[bool, ...], tuple[bool, ...]]:
+    """Per op: whether it can be in a stage (a window op on batch 1), and whether it can follow
+    the op before it in one (it reads only that op's output, which nothing else reads and is not
+    a graph output). Derived once per graph."""
+    def compute():
+        readers: dict[str, int] = {}
+        for op in graph.ops:
+            for name in op.inputs:
+                readers[name] = readers.get(name, 0) + 1
+        window = tuple(op_def(op.kind).window and graph.tensors[op.inputs[0]].shape[0] == 1 for op in graph.ops)
+        follows = [False]
+        for i in range(1, len(graph.ops)):
+            prev_out, op = graph.ops[i - 1].outputs[0], graph.ops[i]
+            follows.append(op.inputs[0] == prev_out and prev_out not in graph.outputs
+                           and readers[prev_out] == op.inputs.count(prev_out))
+        return window, tuple(follows)
+    return graph.derived("chain_links", None, compute)
+
+
 def chain_ok(graph: Graph, first: int, last: int) -> bool:
     """ops[first..last] are window ops on batch 1, each feeding only the next."""
-    for i in range(first, last + 1):
-        op = graph.ops[i]
-        if not op_def(op.kind).window or graph.tensors[op.inputs[0]].shape[0] != 1:
-            return False
-        if i > first:
-            prev_out = graph.ops[i - 1].outputs[0]
-            if op.inputs[0] != prev_out or prev_out in graph.outputs:
-                return False
-            if any(prev_out in graph.ops[j].inputs for j in range(len(graph.ops)) if j != i):
-                return False
-    return True
+    window, follows = chain_links(graph)
+    return all(window[first:last + 1]) and all(follows[first + 1:last + 1])
 
 
 def split_even(size: int, n: int) -> list[tuple[int, int]]:
@@ -112,63 +122,113 @@ def split_even(size: int, n: int) -> list[tuple[int, int]]:
 
 
 def make_stage(graph: Graph, first: int, last: int, grid: int) -> PatchStage:
-    ops = [graph.ops[i] for i in range(first, last + 1)]
-    params = [lower(graph, op) for op in ops]
-    _, oh, ow, _ = graph.tensors[graph.ops[last].outputs[0]].shape
-    out_regions, in_regions = [], []
-    for y0, y1 in split_even(oh, grid):
-        for x0, x1 in split_even(ow, grid):
-            region = Region(y0, y1, x0, x1)
-            outs, ins = [], []
+    """The stage of ops first..last, grid x grid patches of op last's output, with every
+    patch's region per op. Derived once per graph and (first, last, grid); the stages that end
+    at the same op on the same grid share one walk back from it."""
+    earliest = earliest_first(graph, last)
+    if not earliest <= first <= last:
+        raise ValueError(f"ops {first}..{last} are not a chain of window ops")
+
+    def compute():
+        rows, cols = stage_bands(graph, earliest, last, grid)
+        k = first - earliest
+
+        def cross(r, c):
+            return Region(r.y0, r.y1, c.x0, c.x1)
+        out_regions = [[cross(ro, co) for (ro, _), (co, _) in zip(row[k:], col[k:])] for row in rows for col in cols]
+        in_regions = [[cross(ri, ci) for (_, ri), (_, ci) in zip(row[k:], col[k:])] for row in rows for col in cols]
+        return PatchStage(first, last, grid, out_regions, in_regions, k == 0)
+    return graph.derived("stage", (first, last, grid), compute)
+
+
+def stage_bands(graph: Graph, first: int, last: int, grid: int) -> tuple[list, list]:
+    """The regions of a grid x grid split of op last's output, by band: per row band (all
+    columns) and per column band (all rows), [(output region, input region)] of every op from
+    first to last. A window op's rows read depend on its rows only and its columns on its
+    columns, so patch (r, c) of an op is rows from band r and columns from band c."""
+    def compute():
+        ops = [graph.ops[i] for i in range(first, last + 1)]
+        params = [lower(graph, op) for op in ops]
+        _, oh, ow, _ = graph.tensors[graph.ops[last].outputs[0]].shape
+
+        def walk(region):
+            chain = []
             for op, p in zip(reversed(ops), reversed(params)):
-                outs.append(region)
-                region = op_def(op.kind).input_region(p, region)
-                ins.append(region)
-            out_regions.append(outs[::-1])
-            in_regions.append(ins[::-1])
-    return PatchStage(first, last, grid, out_regions, in_regions, earliest_first(graph, last) == first)
+                read = op_def(op.kind).input_region(p, region)
+                chain.append((region, read))
+                region = read
+            return chain[::-1]
+        return ([walk(Region(y0, y1, 0, ow)) for y0, y1 in split_even(oh, grid)],
+                [walk(Region(0, oh, x0, x1)) for x0, x1 in split_even(ow, grid)])
+    return graph.derived("stage bands", (first, last, grid), compute)
+
+
+def executed_macs(graph: Graph, first: int, last: int, grid: int) -> int:
+    """The MACs ops first..last execute as a grid x grid stage (halos recomputed per patch):
+    per op, MACs per output pixel x the summed patch areas (the rows' heights summed x the
+    columns' widths summed: every patch is a row band crossed with a column band)."""
+    def compute():
+        earliest = earliest_first(graph, last)
+        rows, cols = stage_bands(graph, earliest, last, grid)
+        total = 0
+        for k, i in enumerate(range(first, last + 1), start=first - earliest):
+            out = graph.tensors[graph.ops[i].outputs[0]]
+            per_pixel = op_macs(graph)[i] // (out.shape[1] * out.shape[2])
+            height = sum(max(row[k][0].y1 - row[k][0].y0, 0) for row in rows)
+            width = sum(max(col[k][0].x1 - col[k][0].x0, 0) for col in cols)
+            total += per_pixel * height * width
+        return total
+    return graph.derived("executed macs", (first, last, grid), compute)
+
+
+def op_macs(graph: Graph) -> tuple[int, ...]:
+    """MACs per op, derived once per graph."""
+    return graph.derived("macs", None, lambda: tuple(macs(graph, op) for op in graph.ops))
 
 
 def earliest_first(graph: Graph, last: int) -> int:
     """The first op of the longest stage chain that ends at op `last`."""
+    window, follows = chain_links(graph)
     first = last
-    while first > 0 and chain_ok(graph, first - 1, last):
+    while window[last] and first > 0 and follows[first] and window[first - 1]:
         first -= 1
     return first
 
 
 def stage_executed_macs(graph: Graph, stage: PatchStage) -> int:
-    total = 0
-    for k, i in enumerate(stage.ops):
-        out = graph.tensors[graph.ops[i].outputs[0]]
-        per_pixel = macs(graph, graph.ops[i]) // (out.shape[1] * out.shape[2])
-        total += per_pixel * sum(regions[k].area for regions in stage.out_regions)
-    return total
+    """The MACs the stage's ops execute over all patches (overlapping halos counted per patch)."""
+    return executed_macs(graph, stage.first, stage.last, stage.grid)
 
 
 # ---- in-place execution ----------------------------------------------------------------------
 
 def last_uses(graph: Graph) -> dict[str, int]:
-    last = {}
-    for i, op in enumerate(graph.ops):
-        for name in op.inputs:
-            last[name] = i
-    for name in graph.outputs:
-        last[name] = len(graph.ops)
-    return last
+    """The index of the last op reading each tensor (len(ops) for graph outputs). Derived once
+    per graph: do not change the dict returned."""
+    def compute():
+        last = {}
+        for i, op in enumerate(graph.ops):
+            for name in op.inputs:
+                last[name] = i
+        for name in graph.outputs:
+            last[name] = len(graph.ops)
+        return last
+    return graph.derived("last_uses", None, compute)
 
 
-def inplace_kind(graph: Graph, index: int, last: dict[str, int]) -> tuple[str, str] | None:
-    """(in-place mode, which input) when op `index` can overwrite a dying input, else None."""
+def inplace_kind(graph: Graph, index: int) -> tuple[str, str] | None:
+    """(in-place mode, which input) when op `index` can overwrite a dying input, else None.
+    Derived once per graph and op."""
     op = graph.ops[index]
     can = op_def(op.kind).inplace
     if can is None:
         return None
+    last = last_uses(graph)
 
     def dies(name):
         t = graph.tensors[name]
         return not t.is_const and last.get(name) == index and name not in graph.outputs
-    return can(graph, op, dies)
+    return graph.derived("inplace", op, lambda: can(graph, op, dies))
 
 
 KernelTable = dict[tuple[int, "str | None"], KernelChoice]
@@ -177,11 +237,10 @@ KernelTable = dict[tuple[int, "str | None"], KernelChoice]
 def kernel_table(graph: Graph, profile: KernelProfile) -> KernelTable:
     """The kernel of every op out of place, and in place where it can be: the choices a schedule
     of this graph takes its kernels (and scratch sizes) from."""
-    last = last_uses(graph)
     table = {}
     for i, op in enumerate(graph.ops):
         table[i, None] = choose_kernel(graph, op, None, profile)
-        found = inplace_kind(graph, i, last)
+        found = inplace_kind(graph, i)
         if found:
             table[i, found[0]] = choose_kernel(graph, op, found[0], profile)
     return table
@@ -218,37 +277,65 @@ def overlap_delta(graph: Graph, stage: PatchStage) -> int | None:
     """How far after the stage input's start the stage output may begin so that no patch
     overwrites input rows a later patch still reads (patches run in raster order): the stage
     output reuses the consumed rows of the input. None when the input must stay whole."""
+    return graph.derived("overlap_delta", stage, lambda: _overlap_delta(graph, stage))
+
+
+def _overlap_delta(graph: Graph, stage: PatchStage) -> int | None:
     source = stage.source(graph)
-    users = [i for i, op in enumerate(graph.ops) if source in op.inputs]
     src, dst = graph.tensors[source], graph.tensors[graph.ops[stage.last].outputs[0]]
-    if users != [stage.first] or source in graph.outputs or len(stage.out_regions) < 2:
+    if graph.consumers(source) != [stage.first] or source in graph.outputs or len(stage.out_regions) < 2:
         return None
     _, _, width, channels = src.shape
     _, _, out_width, out_channels = dst.shape
-    delta = None
-    for p in range(len(stage.out_regions) - 1):
+    delta, first_needed = None, None   # first_needed: over the patches after p, walking back
+    for p in range(len(stage.out_regions) - 2, -1, -1):
+        later = stage.in_regions[p + 1][0]
+        start = (later.y0 * width + later.x0) * channels
+        first_needed = start if first_needed is None else min(first_needed, start)
         written = stage.out_regions[p][-1]
         last_byte = ((written.y1 - 1) * out_width + written.x1) * out_channels
-        first_needed = min((stage.in_regions[q][0].y0 * width + stage.in_regions[q][0].x0) * channels
-                           for q in range(p + 1, len(stage.out_regions)))
         delta = first_needed - last_byte if delta is None else min(delta, first_needed - last_byte)
     return delta
 
 
 def choose_inplace(graph: Graph, stage: PatchStage | None, table: KernelTable) -> dict[int, tuple[str, str]]:
     """Greedy: keep an in-place op only if it does not raise the live-bytes bound (in place, the
-    input's buffer grows to the output's size over the input's whole lifetime)."""
-    last = last_uses(graph)
-    in_stage = set(stage.ops) if stage else set()
+    input's buffer grows to the output's size over the input's whole lifetime). Each trial
+    updates the per-step sums of the buffers it merges, so a trial costs one pass over the steps."""
+    in_stage = stage.ops if stage else range(0)
+    buffers, _, _ = _buffers(graph, stage, {}, table)
+    steps = max(b.last for b in buffers) + 1
+    sums = step_sums(((align(b.size), b.first, b.last) for b in buffers), steps)
+    group = {b.name: (b.size, b.first, b.last) for b in buffers if b.name in graph.tensors}
+    root: dict[str, str] = {}
+
+    def find(name):
+        while name in root:
+            name = root[name]
+        return name
+
+    def add(values, size, lo, hi, sign):
+        for step in range(lo, hi + 1):
+            values[step] += sign * align(size)
+
     modes: dict[int, tuple[str, str]] = {}
-    bound = lower_bound(_buffers(graph, stage, modes, table)[0])
+    bound = max(sums)
     for i in range(len(graph.ops)):
-        found = None if i in in_stage else inplace_kind(graph, i, last)
-        if found:
-            trial = {**modes, i: found}
-            trial_bound = lower_bound(_buffers(graph, stage, trial, table)[0])
-            if trial_bound <= bound:
-                modes, bound = trial, trial_bound
+        found = None if i in in_stage else inplace_kind(graph, i)
+        if not found:
+            continue
+        a, b = find(found[1]), find(graph.ops[i].outputs[0])
+        (size_a, lo_a, hi_a), (size_b, lo_b, hi_b) = group[a], group[b]
+        merged = (max(size_a, size_b), min(lo_a, lo_b), max(hi_a, hi_b))
+        trial = list(sums)
+        add(trial, *group[a], -1)
+        add(trial, *group[b], -1)
+        add(trial, *merged, +1)
+        trial[i + 1] += align(table[i, found[0]].work_bytes) - align(table[i, None].work_bytes)
+        if max(trial) <= bound:
+            modes[i], sums, bound = found, trial, max(trial)
+            root[b], group[a] = a, merged
+            del group[b]
     return modes
 
 
@@ -265,10 +352,10 @@ def build_schedule(graph: Graph, stage: PatchStage | None = None, inplace: bool 
     else:
         modes = {i: m for i, m in inplace.items() if not stage or i not in stage.ops}
     kernels = {i: table[i, modes.get(i, (None,))[0]] for i in range(len(graph.ops))}
-    total = sum(macs(graph, op) for op in graph.ops)
+    total = sum(op_macs(graph))
     executed = total
     if stage:
-        executed += stage_executed_macs(graph, stage) - sum(macs(graph, graph.ops[i]) for i in stage.ops)
+        executed += stage_executed_macs(graph, stage) - sum(op_macs(graph)[stage.first:stage.last + 1])
     schedule = Schedule(graph, stage, modes, kernels, profile, {}, [], MemoryPlan({}, 0, 0, ""), total, executed,
                         layer_steps(graph, stage, modes, kernels))
     return laid_out(schedule)
@@ -338,7 +425,12 @@ def with_region_tile(schedule: Schedule, name: str) -> Schedule:
 def _lifetimes(graph: Graph, stage: PatchStage | None, stream_input: bool) -> dict[str, list[int]]:
     """[first step, last step] of every full tensor (stage intermediates become tiles): the stage
     input is read by every patch, the stage output written from the first patch on; a streamed
-    input is never in the arena."""
+    input is never in the arena. Derived once per graph, stage and streaming: do not change it."""
+    return graph.derived("streamed lifetimes" if stream_input else "lifetimes", stage,
+                         lambda: _tensor_lifetimes(graph, stage, stream_input))
+
+
+def _tensor_lifetimes(graph: Graph, stage: PatchStage | None, stream_input: bool) -> dict[str, list[int]]:
     in_stage = set(stage.ops) if stage else set()
     spans: dict[str, list[int]] = {}
 
@@ -376,47 +468,87 @@ def _buffers(graph, stage, modes, table, stream_input=False, overlap=False, regi
     overlap_delta); region_tiles: buffers of one stage-input region each (the streamed input's
     tile, QuantMCU's low-path tile). Returns (buffers, tensor -> buffer, tensor -> offset inside
     its buffer)."""
+    buffers, buffer_of, sub_offset = _tensor_buffers(graph, stage, modes, stream_input, overlap)
+    for b in _own_buffers(graph, stage, modes, table, region_tiles):
+        buffers.append(b)
+        buffer_of[b.name] = b.name
+    return buffers, buffer_of, sub_offset
+
+
+def _own_buffers(graph, stage, modes, table, region_tiles) -> list[Buffer]:
+    """The buffers that are no tensor's: with a table, each op's scratch (its kernel's
+    work_bytes, in place where modes says) and unpacked sub-8-bit weights; with a stage, the
+    tiles and region tiles."""
+    buffers = []
+    if table is not None:
+        for i in range(len(graph.ops)):
+            if size := table[i, modes.get(i, (None,))[0]].work_bytes:
+                buffers.append(Buffer(f"scratch{i}", size, i + 1, i + 1))
+        for i, size in _unpacked_sizes(graph):   # sub-8-bit weights, unpacked just before their op
+            buffers.append(Buffer(f"unpack{i}", size, i + 1, i + 1))
+    if stage:
+        for name, size, first, last_step in _stage_tiles(graph, stage):
+            buffers.append(Buffer(name, size, first, last_step))
+        region_bytes = _region_tile_bytes(graph, stage)
+        for name in region_tiles:
+            buffers.append(Buffer(name, region_bytes, stage.first + 1, stage.first + 1))
+    return buffers
+
+
+def _tensor_buffers(graph, stage, modes, stream_input, overlap):
+    """The tensors' part of _buffers: one buffer per group of tensors sharing bytes."""
     groups = _Groups()
-    scratch = {i: table[i, modes.get(i, (None,))[0]].work_bytes for i in range(len(graph.ops))}
     for i, (_, source) in modes.items():
         groups.join(source, graph.ops[i].outputs[0])
     if overlap:
         groups.join(stage.source(graph), graph.ops[stage.last].outputs[0], overlap_delta(graph, stage))
     spans = _lifetimes(graph, stage, stream_input)
+    nbytes = _tensor_bytes(graph)
     merged: dict[str, list[int]] = {}
     extent: dict[str, list[int]] = {}   # root -> [lowest start, highest end] of its members
     buffer_of, sub_offset = {}, {}
     for name, (lo, hi) in spans.items():
-        root, offset = groups.find(name)
+        root, offset = groups.find(name) if name in groups.parent else (name, 0)
         buffer_of[name] = root
         sub_offset[name] = offset
         span = merged.setdefault(root, [lo, hi])
         span[0], span[1] = min(span[0], lo), max(span[1], hi)
-        ext = extent.setdefault(root, [offset, offset + graph.tensors[name].nbytes])
-        ext[0], ext[1] = min(ext[0], offset), max(ext[1], offset + graph.tensors[name].nbytes)
+        ext = extent.setdefault(root, [offset, offset + nbytes[name]])
+        ext[0], ext[1] = min(ext[0], offset), max(ext[1], offset + nbytes[name])
     for name in sub_offset:
         sub_offset[name] -= extent[buffer_of[name]][0]
     buffers = [Buffer(root, extent[root][1] - extent[root][0], lo, hi) for root, (lo, hi) in merged.items()]
+    return buffers, buffer_of, sub_offset
 
-    def own(name, size, first, last_step):
-        buffers.append(Buffer(name, size, first, last_step))
-        buffer_of[name] = name
 
-    for i, size in scratch.items():
-        if size:
-            own(f"scratch{i}", size, i + 1, i + 1)
-    for i, op in enumerate(graph.ops):   # sub-8-bit weights, unpacked just before their op
-        if size := unpacked_bytes(graph, op):
-            own(f"unpack{i}", size, i + 1, i + 1)
-    if stage:
+def _tensor_bytes(graph: Graph) -> dict[str, int]:
+    return graph.derived("tensor bytes", None, lambda: {name: t.nbytes for name, t in graph.tensors.items()})
+
+
+def _unpacked_sizes(graph: Graph) -> tuple[tuple[int, int], ...]:
+    """(op index, bytes) of every op whose sub-8-bit weights are unpacked before it runs."""
+    return graph.derived("unpacked sizes", None, lambda: tuple(
+        (i, size) for i, op in enumerate(graph.ops) if (size := unpacked_bytes(graph, op))))
+
+
+def _stage_tiles(graph: Graph, stage: PatchStage) -> tuple[tuple[str, int, int, int], ...]:
+    """(buffer, bytes, first step, last step) of the tile each stage op but the last writes."""
+    def compute():
+        tiles = []
         for k, i in enumerate(range(stage.first, stage.last)):
             channels = graph.tensors[graph.ops[i].outputs[0]].shape[-1]
-            own(stage.tile(i), max(regions[k].area for regions in stage.out_regions) * channels, i + 1, i + 2)
+            tiles.append((stage.tile(i), max(regions[k].area for regions in stage.out_regions) * channels, i + 1, i + 2))
+        return tuple(tiles)
+    return graph.derived("stage tiles", stage, compute)
+
+
+def _region_tile_bytes(graph: Graph, stage: PatchStage) -> int:
+    """Bytes of one patch's stage-input region (the largest)."""
+    def compute():
         source = graph.tensors[stage.source(graph)]
-        for name in region_tiles:
-            size = max(regions[0].area for regions in stage.in_regions) * source.shape[-1]
-            own(name, size * (source.nbytes // source.size), stage.first + 1, stage.first + 1)
-    return buffers, buffer_of, sub_offset
+        size = max(regions[0].area for regions in stage.in_regions) * source.shape[-1]
+        return size * (source.nbytes // source.size)
+    return graph.derived("region tile", stage, compute)
 
 
 # ---- search ----------------------------------------------------------------------------------
@@ -435,22 +567,46 @@ def candidate_stages(graph: Graph, max_grid: int = 8, max_ops: int = 12):
 
 def optimistic_bound(graph: Graph, stage: PatchStage | None, table: KernelTable, streamed: bool = False) -> int:
     """A lower bound on the arena of any in-place choice for this stage: live bytes per step with
-    every legal in-place op sharing its input's bytes exactly at its own step."""
-    last = last_uses(graph)
-    region_tiles = (INPUT_TILE,) if streamed else ()
-    layouts = [_buffers(graph, stage, {}, table, streamed, region_tiles=region_tiles)[0]]
-    if stage and not streamed and overlap_delta(graph, stage) is not None:
-        layouts.append(_buffers(graph, stage, {}, table, streamed, overlap=True)[0])
+    every legal in-place op sharing its input's bytes exactly at its own step. Live bytes add up
+    over buffers, so the layouts' tensor buffers (the stage's own, derived once), the kernels'
+    working buffers (the table's) and the stage's tiles are summed per step."""
     steps = len(graph.ops) + 2
-    live = [min(per_step) for per_step in zip(*(live_bytes(buffers, steps) for buffers in layouts))]
-    in_stage = set(stage.ops) if stage else set()
+
+    def tensor_live():   # no tensor shares bytes with another: one buffer per tensor
+        nbytes = _tensor_bytes(graph)
+        return step_sums(((nbytes[name], lo, hi) for name, (lo, hi) in _lifetimes(graph, stage, streamed).items()), steps)
+    layouts = [graph.derived("tensor live streamed" if streamed else "tensor live", stage, tensor_live)]
+    if stage and not streamed and overlap_delta(graph, stage) is not None:
+        layouts.append(graph.derived("tensor live overlapped", stage, lambda: live_bytes(
+            _tensor_buffers(graph, stage, {}, streamed, True)[0], steps)))
+    fixed = graph.derived("work live", table, lambda: live_bytes(_own_buffers(graph, None, {}, table, ()), steps))
+    region_tiles = (INPUT_TILE,) if streamed else ()
+    own = graph.derived("stage live streamed" if streamed else "stage live", stage, lambda: live_bytes(
+        _own_buffers(graph, stage, None, None, region_tiles), steps)) if stage else [0] * steps
+    live = [min(per_step) + f + o for per_step, f, o in zip(zip(*layouts), fixed, own)]
+    in_stage = stage.ops if stage else range(0)
+    for i, saved in inplace_savings(graph, table):
+        if i not in in_stage:
+            live[i + 1] -= saved
+    return max(live)
+
+
+def inplace_savings(graph: Graph, table: KernelTable) -> list[tuple[int, int]]:
+    """(op, bytes) for every op that can run in place: the bytes it saves at its own step at
+    best (the input's bytes it shares, less the extra working buffer of its in-place kernel).
+    Derived once per graph and kernel table."""
+    return graph.derived("inplace savings", table, lambda: _inplace_savings(graph, table))
+
+
+def _inplace_savings(graph: Graph, table: KernelTable) -> list[tuple[int, int]]:
+    savings = []
     for i in range(len(graph.ops)):
-        found = None if i in in_stage else inplace_kind(graph, i, last)
+        found = inplace_kind(graph, i)
         if found:
             mode, source = found
             shared = min(graph.tensors[source].nbytes, graph.tensors[graph.ops[i].outputs[0]].nbytes)
-            live[i + 1] += table[i, mode].work_bytes - table[i, None].work_bytes - shared
-    return max(live)
+            savings.append((i, shared - (table[i, mode].work_bytes - table[i, None].work_bytes)))
+    return savings
 
 
 def search_schedule(graph: Graph, max_mac_overhead: float = 0.10, inplace: bool = True,
@@ -460,13 +616,13 @@ def search_schedule(graph: Graph, max_mac_overhead: float = 0.10, inplace: bool 
     Candidates whose optimistic bound cannot beat the best arena so far are not planned."""
     table = kernel_table(graph, profile)
     best = None if streamed else build_schedule(graph, None, inplace, profile, table)
-    total = sum(macs(graph, op) for op in graph.ops)
+    total = sum(op_macs(graph))
     for first, last_op, grid in candidate_stages(graph):
+        extra = executed_macs(graph, first, last_op, grid) - sum(op_macs(graph)[first:last_op + 1])
+        if total and extra / total > max_mac_overhead:
+            continue
         stage = make_stage(graph, first, last_op, grid)
         if streamed and not can_stream(graph, stage):
-            continue
-        extra = stage_executed_macs(graph, stage) - sum(macs(graph, graph.ops[i]) for i in stage.ops)
-        if total and extra / total > max_mac_overhead:
             continue
         if best and optimistic_bound(graph, stage, table, streamed) >= best.plan.arena_bytes:
             continue

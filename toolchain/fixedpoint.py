@@ -35,6 +35,20 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
     return int(q), int(shift)
 
 
+def quantize_multipliers(reals) -> tuple[np.ndarray, np.ndarray]:
+    """quantize_multiplier over an array at once (int64 multipliers and shifts), bit-identical
+    to it: frexp and the scaling by 2^31 are exact in float64, and so is |m| * 2^31 + 0.5 (a
+    value below 2^32 keeps 21 bits of fraction), so the rounding is std::round's."""
+    reals = np.asarray(reals, dtype=np.float64)
+    mantissa, shift = np.frexp(reals)
+    q = (np.floor(np.abs(mantissa) * float(1 << 31) + 0.5) * np.sign(mantissa)).astype(np.int64)
+    shift = shift.astype(np.int64)
+    full = q == (1 << 31)
+    q, shift = np.where(full, q // 2, q), np.where(full, shift + 1, shift)
+    tiny = (shift < -31) | (reals == 0.0)
+    return np.where(tiny, 0, q), np.where(tiny, 0, shift)
+
+
 def _c_div(a: np.ndarray, b: int) -> np.ndarray:
     """Integer division truncating toward zero, as C does."""
     q = np.abs(a) // b

@@ -71,9 +71,24 @@ class Graph:
     ops: list[Op]
     inputs: list[str]
     outputs: list[str]
+    # facts derived from the graph, computed once each (see `derived`)
+    _derived: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         self.validate()
+
+    def derived(self, kind: str, subject, compute):
+        """What `compute()` derives from this graph about `subject`, computed once per graph: an
+        object (an op of the graph: its lowering, its in-place kind; a patch stage: its MACs) is
+        held by identity with its fact, so another object is never served its fact; a value
+        (a tuple such as a stage's (first, last, grid); None: the graph itself) is a key. A graph
+        is not changed once built (the passes build new graphs), so the facts cannot go stale."""
+        by_identity = not isinstance(subject, (tuple, int, str, type(None)))
+        key = (kind, id(subject) if by_identity else subject)
+        held = self._derived.get(key)
+        if held is None or (by_identity and held[0] is not subject):
+            held = self._derived[key] = (subject, compute())
+        return held[1]
 
     def validate(self) -> None:
         """Every op input is a graph input, a constant or produced earlier (so the ops are in

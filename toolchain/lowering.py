@@ -7,13 +7,21 @@ constant; the tests hold the reference to TFLM.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 
 import numpy as np
 
 from .errors import UserError
-from .fixedpoint import quantize_multiplier, tflite_round
+from .fixedpoint import quantize_multipliers, tflite_round
 
 QRANGE = {"int8": (-128, 127), "int16": (-32768, 32767), "uint8": (0, 255), "int32": (-(1 << 31), (1 << 31) - 1)}
+
+
+def lowered(graph, op, lower: Callable) -> Mapping:
+    """`lower(graph, op)`, the op's constants, computed once per graph and op (Graph.derived) and
+    read-only: the planner, the schedule search, the emitter and the reports share one lowering."""
+    return graph.derived("lower", op, lambda: MappingProxyType(lower(graph, op)))
 
 
 def f32(x) -> np.float32:
@@ -54,9 +62,9 @@ def per_channel_multipliers(inp, weights, out, channels: int):
     scales = weights.quant.scale.reshape(-1).astype(np.float32)
     if scales.size == 1:
         scales = np.repeat(scales, channels)
-    pairs = [quantize_multiplier(float(f32(inp.scale())) * float(s) / float(f32(out.scale())))
-             for s in scales]
-    return (np.array([p[0] for p in pairs], np.int64), np.array([p[1] for p in pairs], np.int64))
+    # the same double operations in the same order as quantize_multiplier(in * s / out) per channel
+    reals = np.float64(f32(inp.scale())) * scales.astype(np.float64) / np.float64(f32(out.scale()))
+    return quantize_multipliers(reals)
 
 
 def require_int8(graph, op) -> None:

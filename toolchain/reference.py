@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .ir import Graph
-from .ops import op_def
+from .ops import lower, op_def
 
 
 def run_reference(graph: Graph, feeds: list[np.ndarray], keep: bool = False) -> list[np.ndarray] | dict:
@@ -34,7 +34,7 @@ def run_ops(graph: Graph, values: dict[str, np.ndarray], ops) -> dict[str, np.nd
         op = graph.ops[index]
         args = [values[n] if n in values else graph.tensors[n].data for n in op.inputs]
         definition = op_def(op.kind)
-        out = definition.reference(definition.lower(graph, op), *args)
+        out = definition.reference(lower(graph, op), *args)
         t = graph.tensors[op.outputs[0]]
         values[op.outputs[0]] = np.asarray(out).astype(t.dtype).reshape(t.shape)
     return values
@@ -46,7 +46,7 @@ def ops_beyond_tflm(graph: Graph, feeds: list[np.ndarray]) -> list[str]:
     found = []
     for i, op in enumerate(graph.ops):
         definition = op_def(op.kind)
-        if definition.beyond_tflm is not None and definition.beyond_tflm(definition.lower(graph, op),
+        if definition.beyond_tflm is not None and definition.beyond_tflm(lower(graph, op),
                                                                          values[op.inputs[0]]):
             found.append(f"{op.kind.upper()} (op {i})")
     return found

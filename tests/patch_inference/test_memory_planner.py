@@ -1,7 +1,7 @@
 from hypothesis import given, settings, strategies as st
 
 from benchmarks.shared_models import INT8_MODELS
-from patch_inference.memory_planner import (Buffer, align, check_no_overlap, graph_buffers,
+from patch_inference.memory_planner import (Buffer, align, check_no_overlap, graph_buffers, live_bytes,
                                             lower_bound, plan_memory)
 from toolchain.importers import load_model
 
@@ -25,6 +25,15 @@ def test_live_buffers_never_overlap_and_arena_respects_bound(buffers):
     assert all(offset % 4 == 0 for offset in plan.offsets.values())
     # never worse than the sum of all buffers (no sharing at all)
     assert plan.arena_bytes <= sum(align(b.size) for b in buffers)
+
+
+@settings(max_examples=200, deadline=None)
+@given(buffer_sets())
+def test_live_bytes_and_bound_equal_summing_every_step(buffers):
+    steps = max(b.last for b in buffers) + 3
+    assert live_bytes(buffers, steps) == [sum(b.size for b in buffers if b.first <= s <= b.last) for s in range(steps)]
+    assert lower_bound(buffers) == max(sum(align(b.size) for b in buffers if b.first <= s <= b.last)
+                                       for s in range(min(b.first for b in buffers), steps))
 
 
 def test_disjoint_lifetimes_share_memory():

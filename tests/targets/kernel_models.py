@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from patch_inference.schedule import build_schedule, inplace_kind, last_uses, make_stage
+from patch_inference.schedule import build_schedule, inplace_kind, make_stage
 from targets import build as target_build
 from targets.c_emitter import emit_c_project
 from toolchain.ir import Graph, Op, QuantParams, Tensor
@@ -136,8 +136,7 @@ def schedules(graph: Graph, inplace: bool, profile=PORTABLE_KERNELS):
     the working buffers of a target's kernels (profile)."""
     if not inplace:
         return build_schedule(graph, None, inplace=False, profile=profile)
-    last = last_uses(graph)
-    modes = {i: found for i in range(len(graph.ops)) if (found := inplace_kind(graph, i, last))}
+    modes = {i: found for i in range(len(graph.ops)) if (found := inplace_kind(graph, i))}
     return build_schedule(graph, None, inplace=modes, profile=profile)
 
 

@@ -32,7 +32,7 @@ from . import report as report_mod
 from .manifest import MODEL_FILE, Manifest
 from .options import ConvertOptions, PatchOptions
 from .output_dir import OutputFolder
-from .progress import SILENT, Progress
+from .progress import SILENT, Progress, Stopwatch
 
 DEFAULT_TEST_INPUTS = 20
 
@@ -219,12 +219,16 @@ def convert(model_path: str | Path, out_dir: str | Path | OutputFolder, options:
         options.force)
     labels = read_labels(options.target.labels_file) if options.target.labels_file is not None else None
     board = get_target(options.target.name)
-    imported = import_int8(model_path, options, progress)
+    clock = Stopwatch()
+    with clock.phase("import"):
+        imported = import_int8(model_path, options, progress)
     graph = strip_float_io(imported.graph) if options.target.io == "int8" else imported.graph
-    schedule = schedule_for(graph, board, options.patch)
+    with clock.phase("schedule"):
+        schedule = schedule_for(graph, board, options.patch)
     quantmcu = None
     if options.quantmcu:
-        quantmcu = quantmcu_schedule(schedule, imported, options, progress)
+        with clock.phase("quantmcu"):
+            quantmcu = quantmcu_schedule(schedule, imported, options, progress)
         schedule = quantmcu.schedule
     if labels is not None:
         check_labels(labels, graph, options.target.labels_file)
@@ -234,8 +238,9 @@ def convert(model_path: str | Path, out_dir: str | Path | OutputFolder, options:
         inputs = inputs[:half] + [np.concatenate([f.reshape(-1) for f in feeds]) for feeds in quantmcu.feeds[:half]]
     manifest = make_manifest(model_path, options, imported, schedule)
     with folder.staging() as tmp:
-        emitted = emit_c_project(schedule, tmp / "c", inputs, options.target.prefix,
-                                 model_sha256=source_sha256(model_path, options.policy), labels=labels)
+        with clock.phase("emit"):
+            emitted = emit_c_project(schedule, tmp / "c", inputs, options.target.prefix,
+                                     model_sha256=source_sha256(model_path, options.policy), labels=labels)
         need = fit.estimate(schedule.plan.arena_bytes, boundary(schedule.graph, schedule.graph.outputs)["bytes"],
                             emitted.weights_bytes, len(emitted.kernels))
         fit.check_fits(board, model_path.name, need, "estimated")
@@ -252,6 +257,7 @@ def convert(model_path: str | Path, out_dir: str | Path | OutputFolder, options:
             report["quantmcu"] = quantmcu.report
         if imported.pruning is not None:
             report["pruning"] = imported.pruning
+        report["convert_seconds"] = clock.summary()   # up to the report's own writing
         report_mod.write(tmp, report)
         manifest.write(tmp)   # last: the manifest of everything above
     return report

@@ -5,7 +5,10 @@ listing kinds; adding an op is a file here, its template in templates/kernels/ a
 the README, "Adding an op")."""
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from ..errors import UserError
+from ..lowering import lowered
 from . import (binary, concat, conv2d, depthwise_conv2d, fully_connected, leaky_relu, mean, pad, pool2d,
                quantize, relu, reshape, softmax, transpose)
 from .base import Kernel, OpDef
@@ -25,10 +28,11 @@ def op_def(kind: str) -> OpDef:
     return REGISTRY[kind]
 
 
-def lower(graph, op) -> dict:
+def lower(graph, op) -> Mapping:
     """The op's int8 constants, as TFLM's Prepare computes them (the reference executor and the C
-    emitter read the same dict, so the C code and its oracle cannot disagree about a constant)."""
-    return op_def(op.kind).lower(graph, op)
+    emitter read the same mapping, so the C code and its oracle cannot disagree about a constant).
+    Computed once per graph and op (lowering.lowered)."""
+    return lowered(graph, op, op_def(op.kind).lower)
 
 
 def macs(graph, op) -> int:

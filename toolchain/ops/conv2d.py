@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import kernel_spec
-from ..lowering import conv_params
+from ..lowering import conv_params, lowered
 from .base import CBinding, Field, Kernel, OpDef, TFLite, Weights
 from .c import INPLACE_ARGS, SPATIAL_ARGS, conv_call
 from .checks import check_conv
@@ -53,7 +53,7 @@ def inplace(graph, op, dies):
     """A 1x1, stride-1 conv over a dying input of its own height and width: pointwise, row by row."""
     if not dies(op.inputs[0]):
         return None
-    p = lower(graph, op)
+    p = lowered(graph, op, lower)
     if (p["filter"] == (1, 1) and p["stride"] == (1, 1) and p["pad"] == (0, 0)
             and p["in_shape"][1:3] == p["out_shape"][1:3]):
         return "pointwise", op.inputs[0]

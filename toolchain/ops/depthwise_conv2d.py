@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import kernel_spec
-from ..lowering import conv_params
+from ..lowering import conv_params, lowered
 from .base import CBinding, Kernel, OpDef, TFLite, Weights
 from .c import INPLACE_ARGS, SPATIAL_ARGS, conv_call
 from .checks import check_conv
@@ -53,7 +53,7 @@ def torch(torch, call, x):
 
 def inplace(graph, op, dies):
     """Depth multiplier 1, batch 1, over a dying input: channel by channel in place."""
-    if dies(op.inputs[0]) and lower(graph, op)["depth_multiplier"] == 1 and graph.tensors[op.outputs[0]].shape[0] == 1:
+    if dies(op.inputs[0]) and lowered(graph, op, lower)["depth_multiplier"] == 1 and graph.tensors[op.outputs[0]].shape[0] == 1:
         return "depthwise", op.inputs[0]
     return None
 

@@ -45,13 +45,22 @@ def sliding_windows(x, p, pad_value):
 
 
 def _axis_range(o0: int, o1: int, stride: int, pad: int, kernel: int, dilation: int, size: int):
-    """The smallest range holding every in-bounds tap (with dilation, the taps at the edges can
-    fall in the padding while inner ones do not)."""
-    taps = [o * stride - pad + k * dilation for o in range(o0, o1) for k in range(kernel)]
-    inside = [t for t in taps if 0 <= t < size]
-    if not inside:
+    """The smallest range holding every in-bounds tap o * stride - pad + k * dilation, o in
+    [o0, o1), k in [0, kernel) (with dilation, the taps at the edges can fall in the padding
+    while inner ones do not). Per tap k, the first and the last output whose tap is in bounds
+    (a floor division each), so the cost does not grow with the region."""
+    low, high = None, None
+    for k in range(kernel):
+        offset = k * dilation - pad                       # tap = o * stride + offset
+        first = max(o0, -(offset // stride))              # smallest o with tap >= 0
+        last = min(o1 - 1, (size - 1 - offset) // stride)  # largest o with tap < size
+        if first > last:
+            continue
+        low = first * stride + offset if low is None else min(low, first * stride + offset)
+        high = last * stride + offset if high is None else max(high, last * stride + offset)
+    if low is None:
         return 0, 0
-    return min(inside), max(inside) + 1
+    return low, high + 1
 
 
 def input_region(params: dict, region: Region) -> Region:
