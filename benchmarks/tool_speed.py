@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.float_import_ptq import shared_photos  # noqa: E402
+from benchmarks.keras_int8 import full_int8_tflite  # noqa: E402
 from benchmarks.shared_models import INT8_MODELS, MODELS  # noqa: E402
 
 CLI = str(Path(sys.executable).with_name("tinydeploy"))
@@ -43,9 +44,9 @@ CALIB_SAMPLES = 5
 @dataclass(frozen=True)
 class Case:
     name: str
-    path: Path
+    path: Path | None                 # None: made by GENERATED[generate]
     calib: str | None = None          # a calibration set of make_calibration()
-    extra: tuple[str, ...] = ()
+    generate: str | None = None
 
 
 def make_mobilenet_v2_224_int8(path: Path) -> None:
@@ -53,15 +54,7 @@ def make_mobilenet_v2_224_int8(path: Path) -> None:
     the TFLite converter's full-integer quantization (int8 input and output)."""
     import tensorflow as tf
     model = tf.keras.applications.MobileNetV2(input_shape=(224, 224, 3), alpha=1.0, weights=None, classes=1000)
-    rng = np.random.default_rng(0)
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([rng.uniform(-1, 1, (1, 224, 224, 3)).astype(np.float32)]
-                                                for _ in range(8))
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    path.write_bytes(converter.convert())
+    path.write_bytes(full_int8_tflite(model, samples=8))
 
 
 def make_keras_mobilenet_v2_1000(path: Path) -> None:
@@ -113,8 +106,8 @@ def cases() -> list[Case]:
                Case("resnet8.h5", MODELS / "mlperf_tiny" / "resnet8.h5", "resnet8"),
                Case("mnist_mbv2.onnx", torch_dir / "mnist_mbv2.onnx", "mnist_torch"),
                Case("mnist_mbv2.pt", torch_dir / "mnist_mbv2.pt", "mnist_torch"),
-               Case("mobilenet_v2_224_int8", Path("generated:mobilenet_v2_224_int8.tflite")),
-               Case("keras_mobilenet_v2_1000.h5", Path("generated:keras_mobilenet_v2_1000.h5"), "mobilenet")])
+               Case("mobilenet_v2_224_int8", None, generate="mobilenet_v2_224_int8.tflite"),
+               Case("keras_mobilenet_v2_1000.h5", None, "mobilenet", generate="keras_mobilenet_v2_1000.h5")])
 
 
 def measure(args: list[str]) -> dict:
@@ -133,8 +126,8 @@ def measure(args: list[str]) -> dict:
 
 
 def one_case(case: Case, calib: dict[str, Path], work: Path, verify: bool) -> dict:
-    path = generated(case.path.name) if str(case.path).startswith("generated:") else case.path
-    args = [CLI, "convert", str(path), "--target", TARGET, *case.extra]
+    path = generated(case.generate) if case.generate else case.path
+    args = [CLI, "convert", str(path), "--target", TARGET]
     if case.calib:
         args += ["--calib", str(calib[case.calib])]
     row = {"model": case.name}
@@ -166,13 +159,13 @@ def table(rows: list[dict]) -> list[str]:
              "| peak RSS | verify (cortex-m4) |", "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         d, n = row.get("default", {}), row.get("none", {})
-        ops, macs = counts(row.get("report", {}))
         if "seconds" not in d or "seconds" not in n:
             lines.append(f"| {row['model']} | | | failed: {d.get('error') or n.get('error')} | | | | | |")
             continue
+        ops, macs = counts(row["report"])
         share = d["phases"].get("schedule", 0.0) / d["seconds"]
         verify = row.get("verify")
-        verify_text = (f"{verify['seconds']:.1f} s" + ("" if verify["exit"] == 0 else f" (exit {verify['exit']})")
+        verify_text = (f"{verify['seconds']:.1f} s" + ("" if verify["exit"] == 0 else f" (refused: {verify['line']})")
                        if verify else "")
         lines.append(f"| {row['model']} | {ops} | {macs:,} | {d['seconds']:.2f} s | {n['seconds']:.2f} s | "
                      f"{d['seconds'] / n['seconds']:.2f}x | {share:.0%} | {max(d['rss'], n['rss']) / 2**20:.0f} MB "

@@ -236,7 +236,12 @@ KernelTable = dict[tuple[int, "str | None"], KernelChoice]
 
 def kernel_table(graph: Graph, profile: KernelProfile) -> KernelTable:
     """The kernel of every op out of place, and in place where it can be: the choices a schedule
-    of this graph takes its kernels (and scratch sizes) from."""
+    of this graph takes its kernels (and scratch sizes) from. Derived once per graph and profile:
+    do not change it."""
+    return graph.derived("kernel table", profile, lambda: _kernel_table(graph, profile))
+
+
+def _kernel_table(graph: Graph, profile: KernelProfile) -> KernelTable:
     table = {}
     for i, op in enumerate(graph.ops):
         table[i, None] = choose_kernel(graph, op, None, profile)
@@ -389,6 +394,39 @@ def laid_out(schedule: Schedule) -> Schedule:
     plan = plan_memory(buffers)
     check_no_overlap(plan, buffers)
     return replace(schedule, buffers=buffers, buffer_of=buffer_of, sub_offset=sub_offset, plan=plan)
+
+
+LEAN_MIN_SAVING = 0.10   # a portable kernel replaces a fast one only if the arena shrinks by this much
+
+
+def with_lean_kernels(schedule: Schedule, min_saving: float = LEAN_MIN_SAVING) -> Schedule:
+    """The schedule with the portable kernel (no working buffer: it reads its operands in place)
+    for each op whose optimized kernel's working buffer sets the arena, largest buffer first,
+    kept only where the arena shrinks by at least `min_saving` of it (the portable kernels are
+    slower: a few bytes are not worth it). Every kernel is byte-exact, so only speed changes."""
+    graph, best = schedule.graph, schedule
+    heavy = sorted((i for i, k in schedule.kernels.items() if k.spec is not None), key=lambda i: -schedule.kernels[i].work_bytes)
+    for i in heavy:
+        choice = best.kernels[i]
+        c = op_def(graph.ops[i].kind).c
+        temp = c.temp_bytes(graph, graph.ops[i], best.inplace.get(i, (None,))[0]) if c.temp_bytes else 0
+        if choice.work_bytes <= temp:
+            continue
+        lean = KernelChoice(choice.variant, None, temp)
+        kernels = {**best.kernels, i: lean}
+        trial = laid_out(replace(best, kernels=kernels, steps=_with_kernel(best.steps, i, lean)))
+        if trial.plan.arena_bytes <= best.plan.arena_bytes * (1 - min_saving):
+            best = trial
+    return best
+
+
+def _with_kernel(steps: tuple[Step, ...], index: int, choice: KernelChoice) -> tuple[Step, ...]:
+    """The steps with op `index` calling `choice` (inside patch loops too)."""
+    def one(step):
+        if isinstance(step, PatchLoop):
+            return replace(step, body=tuple(one(c) for c in step.body), alt_body=tuple(one(c) for c in step.alt_body))
+        return replace(step, kernel=choice) if step.op == index and step.graph is None else step
+    return tuple(one(step) for step in steps)
 
 
 def can_stream(graph: Graph, stage: PatchStage | None) -> bool:
@@ -609,30 +647,64 @@ def _inplace_savings(graph: Graph, table: KernelTable) -> list[tuple[int, int]]:
     return savings
 
 
+OBJECTIVES = ("memory", "speed", "balanced")
+
+
+def objective_key(objective: str, arena: int, executed: int) -> tuple:
+    """What the search minimizes: memory, the arena (then MACs); speed, the executed MACs (then
+    the arena: patches recompute their halos, so the fewest MACs run fastest on the same
+    kernels); balanced, arena x MACs (then the arena)."""
+    if objective == "memory":
+        return (arena, executed)
+    if objective == "speed":
+        return (executed, arena)
+    return (arena * executed, arena)
+
+
+def _cannot_win(objective: str, bound: int, executed: int, best: Schedule) -> bool:
+    """A candidate with this optimistic arena bound and these MACs cannot beat `best` (memory:
+    its bound already reaches the best arena, as the search has always cut)."""
+    if objective == "memory":
+        return bound >= best.plan.arena_bytes
+    return objective_key(objective, bound, executed) >= objective_key(objective, best.plan.arena_bytes,
+                                                                       best.executed_macs)
+
+
 def search_schedule(graph: Graph, max_mac_overhead: float = 0.10, inplace: bool = True,
-                    profile: KernelProfile = PORTABLE, streamed: bool = False) -> Schedule:
-    """The schedule with the smallest arena whose MAC overhead stays within the budget (no
-    patching is always a candidate, except when streaming the input, which needs a stage).
-    Candidates whose optimistic bound cannot beat the best arena so far are not planned."""
+                    profile: KernelProfile = PORTABLE, streamed: bool = False, objective: str = "memory",
+                    arena_budget: int | None = None) -> Schedule | None:
+    """The schedule the objective prefers (objective_key) among those whose MAC overhead stays
+    within the budget (no patching is always a candidate, except when streaming the input, which
+    needs a stage) and, given arena_budget, whose arena fits it (None: none fits). Candidates
+    whose MACs and optimistic arena bound cannot beat the best so far, or cannot fit, are not
+    planned."""
     table = kernel_table(graph, profile)
     best = None if streamed else build_schedule(graph, None, inplace, profile, table)
+    if best is not None and arena_budget is not None and best.plan.arena_bytes > arena_budget:
+        best = None
     total = sum(op_macs(graph))
     for first, last_op, grid in candidate_stages(graph):
-        extra = executed_macs(graph, first, last_op, grid) - sum(op_macs(graph)[first:last_op + 1])
-        if total and extra / total > max_mac_overhead:
+        executed = total + executed_macs(graph, first, last_op, grid) - sum(op_macs(graph)[first:last_op + 1])
+        if total and (executed - total) / total > max_mac_overhead:
+            continue
+        if best and objective == "speed" and executed > best.executed_macs:
             continue
         stage = make_stage(graph, first, last_op, grid)
         if streamed and not can_stream(graph, stage):
             continue
-        if best and optimistic_bound(graph, stage, table, streamed) >= best.plan.arena_bytes:
+        bound = optimistic_bound(graph, stage, table, streamed) if best or arena_budget is not None else None
+        if (best and _cannot_win(objective, bound, executed, best)) or \
+                (arena_budget is not None and bound > arena_budget):
             continue
         candidate = build_schedule(graph, stage, inplace, profile, table)
         if streamed:
             candidate = stream_input(candidate)
-        key = (candidate.plan.arena_bytes, candidate.executed_macs)
-        if best is None or key < (best.plan.arena_bytes, best.executed_macs):
+        if arena_budget is not None and candidate.plan.arena_bytes > arena_budget:
+            continue
+        key = objective_key(objective, candidate.plan.arena_bytes, candidate.executed_macs)
+        if best is None or key < objective_key(objective, best.plan.arena_bytes, best.executed_macs):
             best = candidate
-    if best is None:
+    if best is None and arena_budget is None:
         raise ValueError("input streaming needs a patch stage that starts at the graph input, "
                          "within the MAC-overhead budget; none was found")
     return best

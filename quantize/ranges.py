@@ -20,13 +20,18 @@ SHRINK = np.linspace(0.2, 1.0, 81)  # candidate intervals: extremes x factor
 KL_EPSILON = 1e-4
 
 
+MIN_SCALE = 2.0 ** -20   # a (nearly) dead activation's scale: what every int8 kernel of TFLM accepts
+
+
 def affine_params(low: float, high: float, bits: int = 8) -> tuple[float, int]:
     """Scale (as float32) and zero point of `bits`-bit values (int8 storage; 4 bits: [-8, 7])
-    covering [low, high], which is widened to hold 0."""
+    covering [low, high], which is widened to hold 0. A range too narrow for a scale of
+    MIN_SCALE (an activation all but zero on the calibration data) is widened to it: TFLM's
+    kernels refuse the requantization such a scale needs (SOFTMAX asks beta * scale * 2^26 > 1)."""
     low, high = min(low, 0.0), max(high, 0.0)
-    if high - low < 1e-12:
-        high = low + 1e-6
     qmin, qmax = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    if high - low < MIN_SCALE * (qmax - qmin):
+        high = low + MIN_SCALE * (qmax - qmin)
     scale = float(np.float32((high - low) / (qmax - qmin)))
     zero_point = int(np.clip(np.round(qmin - low / scale), qmin, qmax))
     return scale, zero_point

@@ -24,6 +24,8 @@ import os
 
 import numpy as np
 
+from benchmarks.keras_int8 import full_int8_tflite
+
 N_REPR = 30  # representative-dataset size
 
 KINDS = (
@@ -325,3 +327,16 @@ def op_names(model_bytes: bytes) -> list[str]:
         code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
         names.append(tflite.opcode2name(code))
     return names
+
+
+def audio_depthwise_model(seed: int = 0) -> bytes:
+    """A small keyword-spotting-style model: a 10x8 depthwise conv with depth multiplier 8,
+    stride 2, on a 49x40x1 spectrogram, then a 12-way fully connected layer; int8 through the
+    TFLite converter (its large flattened FC input is what a fast kernel's working buffer widens)."""
+    tf = _tf()
+    tf.keras.utils.set_random_seed(seed)
+    inp = tf.keras.Input((49, 40, 1), batch_size=1)
+    x = tf.keras.layers.DepthwiseConv2D((10, 8), strides=2, padding="same", depth_multiplier=8,
+                                        activation="relu")(inp)
+    out = tf.keras.layers.Dense(12)(tf.keras.layers.Flatten()(x))
+    return full_int8_tflite(tf.keras.Model(inp, out), seed=seed)

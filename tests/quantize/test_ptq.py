@@ -9,7 +9,7 @@ import torch
 from benchmarks.shared_models import MODELS, REPO
 from quantize import load_calibration, post_training_quantize
 from quantize.calibrate import TensorStats
-from quantize.ranges import METHODS, affine_params, choose_range
+from quantize.ranges import METHODS, MIN_SCALE, affine_params, choose_range
 from toolchain.errors import UserError
 from toolchain.float_reference import run_float
 from toolchain.importers import load_model
@@ -173,3 +173,11 @@ def test_already_quantized_graph_is_refused():
     graph = load_model(MODELS / "tflm" / "hello_world_int8.tflite")
     with pytest.raises(UserError, match="post-training quantization starts from a float32 model"):
         post_training_quantize(graph, np.zeros((2, 1), np.float32))
+
+
+def test_a_dead_activation_gets_the_minimum_scale_and_live_ones_keep_theirs():
+    for low, high in ((0.0, 0.0), (-1e-9, 1e-9), (0.0, 1e-5)):
+        scale, zero_point = affine_params(low, high)
+        assert scale == float(np.float32(MIN_SCALE)) and -128 <= zero_point <= 127
+    assert affine_params(-1.0, 1.0)[0] == float(np.float32(2.0 / 255))
+    assert affine_params(0.0, 6.0) == (float(np.float32(6.0 / 255)), -128)

@@ -2,6 +2,8 @@
 the C equals the reference everywhere (also where TFLM asserts: over 512 classes near the row's
 maximum its fixed-point sum of exponentials outgrows the final division), and both stay within
 one step of the float softmax."""
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -10,6 +12,7 @@ from toolchain import tflm
 from toolchain.driver import pipeline
 from toolchain.driver.options import ConvertOptions, PatchOptions
 from toolchain.driver.verify import verify
+from toolchain.errors import UserError
 from toolchain.importers.tflite import import_tflite
 from toolchain.ops import lower
 from toolchain.ops.softmax import beyond_tflm as softmax_beyond_tflm
@@ -67,3 +70,12 @@ def test_tflm_abort_is_a_failure_not_a_crash():
     with pytest.raises(tflm.TflmFailure) as failure:
         tflm.run_tflm(model, [pipeline.split_feeds(graph, pipeline.random_inputs(graph, 1)[0]), feed], 1)
     assert failure.value.index == 1
+
+
+def test_an_input_scale_too_small_to_rescale_is_one_line():
+    graph = import_tflite(op_model("softmax", (1, 10), seed=3))
+    op = graph.ops[0]
+    t = graph.tensors[op.inputs[0]]
+    t.quant = dataclasses.replace(t.quant, scale=np.array([1e-9], np.float32))   # beta x scale x 2^26 < 1
+    with pytest.raises(UserError, match=r"softmax input scale 1e-09 .* must exceed 1"):
+        lower(graph, op)

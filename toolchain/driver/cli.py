@@ -156,6 +156,14 @@ input_shape_option = click.option(
 @click.option("--stream-input", is_flag=True,
               help="The model reads its input patch by patch through a reader callback "
                    "(model_invoke_streamed), so the whole input never sits in the arena.")
+@click.option("--optimize", type=click.Choice(["memory", "speed", "balanced"]), default=None,
+              help="--patch auto's objective: the smallest arena, the fewest MACs that fit the SRAM budget, or the "
+                   "smallest arena x MACs [default: speed on a board or Linux target, memory on a bare core].")
+@click.option("--sram-budget", type=click.IntRange(min=1), default=None,
+              help="Bytes of SRAM the model may use (arena, output buffer, stack, runtime) [default: a board's SRAM].")
+@click.option("--reserve-sram", type=click.IntRange(min=0), default=None,
+              help="Bytes of that SRAM kept for the application [default: 10% of a board's SRAM, 0 with "
+                   "--sram-budget].")
 @click.option("--calib", type=click.Path(path_type=Path), default=None,
               help="Float models: calibration samples for int8, .npy or .npz (key x), float32, "
                    "in the model's own input layout (e.g. N,3,32,32 for PyTorch/ONNX).")
@@ -201,6 +209,7 @@ input_shape_option = click.option(
 def convert(model, out_dir, **flags):
     """Convert MODEL into a C project (and TFLite artifacts) in an output folder."""
     from .pipeline import convert as run_convert
+    from .plan import one_line as plan_line
     options = ConvertOptions.from_flags(**flags)
     options.check()
     folder = OutputFolder.prepare(out_dir or Path("out") / model.stem,
@@ -232,6 +241,8 @@ def convert(model, out_dir, **flags):
                    + f" (stage input first); input bounds {q['input_bounds']}; on the calibration inputs "
                    f"{b['outlier_patch_fraction']:.1%} of patches are outlier patches (int8), patch stage BitOPs "
                    f"{b['mean']:,} vs {b['int8']:,} int8 ({b['reduction']:.2f}x fewer)")
+    if report["plan"].get("objective"):
+        click.echo(plan_line(report["plan"]["objective"]))
     mem, compute = report["memory"], report["compute"]
     click.echo(f"wrote {one_line(folder.path)}: {len(report['layers'])} ops, {compute['macs']:,} MACs, "
                f"patch {report['plan']['patch']} (+{compute['mac_overhead']:.1%} MACs), "

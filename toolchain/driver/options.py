@@ -32,6 +32,9 @@ class PatchOptions:
     schedule: str = "auto"        # auto (searched), none (layer by layer), NxN@LAYER or NxN@FIRST-LAST
     max_mac_overhead: float = 0.10
     stream_input: bool = False    # the stage reads the input patch by patch through a reader callback
+    optimize: str | None = None   # auto's objective: memory | speed | balanced (None: the target's default)
+    sram_budget: int | None = None    # bytes of SRAM the model may use (default: a board's SRAM)
+    reserve_sram: int | None = None   # bytes of it kept for the application (default: 10% of a board's)
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,8 @@ class ConvertOptions:
                                 f"(got {q.sigma}, {q.vdqs_lambda})")
 
     @classmethod
-    def from_flags(cls, target, io, prefix, patch, max_mac_overhead, stream_input, calib, calib_method, input_shape,
+    def from_flags(cls, target, io, prefix, patch, max_mac_overhead, stream_input, optimize, sram_budget, reserve_sram,
+                   calib, calib_method, input_shape,
                    prune_ratio, prune_budget, prune_importance, prune_epochs, labels, quant, weight_budget,
                    quant_budget, mixed_activations, labels_file, quantmcu, outlier_sigma, vdqs_lambda,
                    force=False, policy=DEFAULT_POLICY) -> ConvertOptions:
@@ -120,7 +124,8 @@ class ConvertOptions:
         prune = None
         if prune_ratio is not None or prune_budget is not None:
             prune = PruneOptions(prune_ratio, prune_budget, prune_importance, prune_epochs, labels)
-        return cls(TargetOptions(target, io, prefix, labels_file), PatchOptions(patch, max_mac_overhead, stream_input),
+        return cls(TargetOptions(target, io, prefix, labels_file), PatchOptions(patch, max_mac_overhead, stream_input, optimize, sram_budget,
+                                                                          reserve_sram),
                    PrecisionOptions(calib_method, mixed, mixed_activations), prune,
                    QuantMCUOptions(DEFAULT_SIGMA if outlier_sigma is None else outlier_sigma,
                                    DEFAULT_LAMBDA if vdqs_lambda is None else vdqs_lambda) if quantmcu else None,

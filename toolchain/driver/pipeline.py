@@ -28,6 +28,7 @@ from toolchain.read_policy import DEFAULT_POLICY, ReadPolicy
 from toolchain.safe_files import load_array, read_file
 from toolchain.tflite_export import export_tflite
 
+from . import plan
 from . import report as report_mod
 from .manifest import MODEL_FILE, Manifest
 from .options import ConvertOptions, PatchOptions
@@ -153,13 +154,16 @@ def split_feeds(graph: Graph, flat: np.ndarray) -> list[np.ndarray]:
     return feeds
 
 
-def make_schedule(graph: Graph, patch: PatchOptions = PatchOptions(), profile: KernelProfile = PORTABLE) -> Schedule:
-    """The schedule: searched (auto), layer by layer (none) or the stage the user names
-    (NxN@LAYER, LAYER as numbered by `tinydeploy inspect`), for a target's kernel profile."""
+def make_schedule(graph: Graph, patch: PatchOptions = PatchOptions(), profile: KernelProfile = PORTABLE,
+                  objective: str = "memory", arena_budget: int | None = None) -> Schedule | None:
+    """The schedule: searched (auto: what the objective prefers within arena_budget, None when
+    nothing fits it), layer by layer (none) or the stage the user names (NxN@LAYER, LAYER as
+    numbered by `tinydeploy inspect`), for a target's kernel profile."""
     graph = optimize(graph)
     try:
         if patch.schedule == "auto":
-            return search_schedule(graph, patch.max_mac_overhead, profile=profile, streamed=patch.stream_input)
+            return search_schedule(graph, patch.max_mac_overhead, profile=profile, streamed=patch.stream_input,
+                                   objective=objective, arena_budget=arena_budget)
         schedule = build_schedule(graph, parse_patch_option(graph, patch.schedule), profile=profile)
         return stream_input(schedule) if patch.stream_input else schedule
     except ValueError as exc:
@@ -167,15 +171,18 @@ def make_schedule(graph: Graph, patch: PatchOptions = PatchOptions(), profile: K
 
 
 def schedule_for(graph: Graph, board: Target, patch: PatchOptions = PatchOptions()) -> Schedule:
-    """The schedule for the board's kernels. A DSP target's kernels have larger working buffers
-    (KernelProfile); a patch schedule (the memory-first choice) leaves them out when they would
-    raise the arena, layer by layer keeps them (the fast choice)."""
-    schedule = make_schedule(graph, patch, board.kernel_profile)
-    if board.kernel_profile != PORTABLE and patch.schedule != "none":
-        plain = make_schedule(graph, patch, PORTABLE)
-        if plain.plan.arena_bytes < schedule.plan.arena_bytes:
-            return plain
-    return schedule
+    """The schedule for the board's kernels (see choose_schedule)."""
+    return choose_schedule(graph, board, patch)[0]
+
+
+def choose_schedule(graph: Graph, board: Target, patch: PatchOptions = PatchOptions()) -> tuple[Schedule, dict | None]:
+    """The schedule and, for --patch auto, the record of how it was chosen (toolchain/driver/plan.py:
+    the objective within the SRAM budget). A DSP target's kernels have larger working buffers
+    (KernelProfile); the memory-first choice leaves them out when they would raise the arena, a
+    named schedule keeps them (the fast choice)."""
+    if patch.schedule == "auto":
+        return plan.choose(graph, board, patch, make_schedule)
+    return make_schedule(graph, patch, board.kernel_profile), None
 
 
 @dataclass(frozen=True)
@@ -224,7 +231,7 @@ def convert(model_path: str | Path, out_dir: str | Path | OutputFolder, options:
         imported = import_int8(model_path, options, progress)
     graph = strip_float_io(imported.graph) if options.target.io == "int8" else imported.graph
     with clock.phase("schedule"):
-        schedule = schedule_for(graph, board, options.patch)
+        schedule, plan_choice = choose_schedule(graph, board, options.patch)
     quantmcu = None
     if options.quantmcu:
         with clock.phase("quantmcu"):
@@ -257,6 +264,8 @@ def convert(model_path: str | Path, out_dir: str | Path | OutputFolder, options:
             report["quantmcu"] = quantmcu.report
         if imported.pruning is not None:
             report["pruning"] = imported.pruning
+        if plan_choice is not None:
+            report["plan"]["objective"] = plan_choice
         report["convert_seconds"] = clock.summary()   # up to the report's own writing
         report_mod.write(tmp, report)
         manifest.write(tmp)   # last: the manifest of everything above

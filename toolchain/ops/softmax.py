@@ -23,6 +23,10 @@ def lower(graph, op) -> dict:
     integer_bits = 5
     real = min(float(op.attrs.get("beta", 1.0)) * float(f32(inp.scale())) * (1 << (31 - integer_bits)),
                (1 << 31) - 1.0)
+    if real <= 1.0:   # TFLM's PreprocessSoftmaxScaling: QuantizeMultiplierGreaterThanOne
+        raise UserError(f"op {op.name}: softmax input scale {float(f32(inp.scale())):.3g} (beta "
+                        f"{float(op.attrs.get('beta', 1.0)):g}) is below what int8 softmax can rescale "
+                        f"(beta x scale x 2^26 must exceed 1): requantize the softmax input")
     mult, left_shift = quantize_multiplier(real)
     radius = math.floor(((1 << integer_bits) - 1) * (1 << (31 - integer_bits)) / (1 << left_shift))
     return {"depth": inp.shape[-1], "outer": inp.size // inp.shape[-1],
